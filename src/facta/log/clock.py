@@ -1,0 +1,25 @@
+"""Where "now" comes from. The log asks its clock; tests inject a fake one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """UTC with microseconds, the form the log stores: ``2026-01-02T03:04:05.000006Z``."""
+    if moment.tzinfo is None:
+        raise ValueError(f"time {moment!r} has no timezone; the log records UTC instants")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

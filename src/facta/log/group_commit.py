@@ -1,0 +1,252 @@
+"""Group commit: many concurrent appends, one write transaction.
+
+Callers (asyncio tasks, threads, other code in the process) put appends into one bounded queue.
+Whoever finds the writer idle takes a batch and runs it: a synchronous caller runs it in its own
+thread (no hand-off for a lone caller), otherwise the writer thread does. A backend supplies
+``run_batch``, which must apply the batch's appends in order inside one transaction, commit, and
+only then call ``acknowledge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from facta.log.errors import AppendTimeout, LogClosed, Overloaded
+from facta.log.metrics import LogMetrics
+from facta.log.request import PreparedAppend
+
+
+class Pending:
+    """One append waiting for its answer."""
+
+    __slots__ = ("done", "error", "future", "loop", "request", "result", "submitted")
+
+    def __init__(
+        self,
+        request: PreparedAppend,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[Any] | None = None,
+    ) -> None:
+        self.request = request
+        self.loop = loop
+        self.future = future
+        self.done: threading.Event | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.submitted = time.perf_counter()
+
+
+RunBatch = Callable[[list[Pending], Callable[[list[Pending]], None]], None]
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        queue_limit: int,
+        max_batch_appends: int,
+        max_batch_events: int,
+        append_timeout: float,
+        metrics: LogMetrics,
+        name: str,
+    ) -> None:
+        self._run_batch = run_batch
+        self._queue_limit = queue_limit
+        self._max_appends = max_batch_appends
+        self._max_events = max_batch_events
+        self._timeout = append_timeout
+        self._metrics = metrics
+        self._queue: deque[Pending] = deque()
+        self._cond = threading.Condition()
+        self._running = False
+        self._held = False
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._serve, name=f"facta-writer:{name}", daemon=True
+        )
+        self._thread.start()
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def submit(self, request: PreparedAppend) -> Any:
+        """Append from a thread; returns the result or raises the append's error."""
+        pending = Pending(request)
+        pending.done = threading.Event()
+        deadline = time.monotonic() + self._timeout
+        with self._cond:
+            self._enqueue(pending, deadline)
+            lead = not self._running and not self._held
+            batch = self._take() if lead else []
+        if lead:
+            self._execute(batch)
+            with self._cond:
+                self._running = False
+                if self._queue:
+                    self._cond.notify_all()
+        if not pending.done.wait(max(0.0, deadline - time.monotonic())):
+            raise AppendTimeout(
+                f"append got no answer within {self._timeout}s; it may or may not be written"
+            )
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    async def submit_async(self, request: PreparedAppend) -> Any:
+        loop = asyncio.get_running_loop()
+        pending = Pending(request, loop, loop.create_future())
+        deadline = time.monotonic() + self._timeout
+        with self._cond:
+            full = len(self._queue) >= self._queue_limit
+            if not full:
+                self._enqueue(pending, deadline)
+                self._cond.notify_all()
+        if full:  # rare: wait for room in a thread, not on the event loop
+            await asyncio.to_thread(self._enqueue_blocking, pending, deadline)
+        assert pending.future is not None
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(pending.future), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            raise AppendTimeout(
+                f"append got no answer within {self._timeout}s; it may or may not be written"
+            ) from None
+
+    def _enqueue_blocking(self, pending: Pending, deadline: float) -> None:
+        with self._cond:
+            self._enqueue(pending, deadline)
+            self._cond.notify_all()
+
+    def _enqueue(self, pending: Pending, deadline: float) -> None:
+        # Called with the lock held.
+        while len(self._queue) >= self._queue_limit and not self._closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Overloaded(
+                    f"append queue stayed full ({self._queue_limit} appends) for {self._timeout}s"
+                )
+            self._cond.wait(remaining)
+        if self._closed:
+            raise LogClosed("the log is closed")
+        self._queue.append(pending)
+        depth = len(self._queue)
+        self._metrics.queue_depth = depth
+        if depth > self._metrics.queue_depth_max:
+            self._metrics.queue_depth_max = depth
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _take(self) -> list[Pending]:
+        # Called with the lock held, by whoever becomes the runner.
+        self._running = True
+        batch: list[Pending] = []
+        events = 0
+        while self._queue and len(batch) < self._max_appends:
+            size = self._queue[0].request.event_count
+            if batch and events + size > self._max_events:
+                break
+            batch.append(self._queue.popleft())
+            events += size
+        self._metrics.queue_depth = len(self._queue)
+        self._cond.notify_all()  # room in the queue for blocked submitters
+        return batch
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._queue or self._running or self._held):
+                    self._cond.wait()
+                if self._closed and not self._queue:
+                    return
+                if self._running or self._held:
+                    continue
+                batch = self._take()
+            try:
+                self._execute(batch)
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
+
+    def _execute(self, batch: list[Pending]) -> None:
+        if not batch:
+            return
+        acknowledged = False
+
+        def acknowledge(items: list[Pending]) -> None:
+            nonlocal acknowledged
+            acknowledged = True
+            _acknowledge(items, self._metrics)
+
+        try:
+            self._run_batch(batch, acknowledge)
+        except BaseException as exc:  # the backend could not even report per append
+            for pending in batch:
+                if pending.error is None and pending.result is None:
+                    pending.error = exc
+            if not acknowledged:
+                _acknowledge(batch, self._metrics)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not acknowledged:
+                _acknowledge(batch, self._metrics)
+
+    # -- test hooks and shutdown --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the writer from taking batches while the block runs (a test hook)."""
+        with self._cond:
+            while self._running:
+                self._cond.wait()
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._held = False
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+
+def _acknowledge(batch: list[Pending], metrics: LogMetrics) -> None:
+    now = time.perf_counter()
+    by_loop: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+    for pending in batch:
+        metrics.append_latency_us.record((now - pending.submitted) * 1e6)
+        if pending.loop is not None:
+            by_loop.setdefault(pending.loop, []).append(pending)
+        elif pending.done is not None:
+            pending.done.set()
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # loop closed: its callers are gone
+            loop.call_soon_threadsafe(_resolve_futures, items)
+
+
+def _resolve_futures(items: list[Pending]) -> None:
+    for pending in items:
+        future = pending.future
+        if future is None or future.done():
+            continue
+        if pending.error is not None:
+            future.set_exception(pending.error)
+        else:
+            future.set_result(pending.result)

@@ -1,0 +1,186 @@
+"""An append request checked, encoded and hashed before it reaches any backend.
+
+Everything that can be known about a request without the log — names, JSON, limits, its hash —
+is settled here, so a backend only checks expectations and keys inside its write transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from facta.log.codec import encode_json, encode_object
+from facta.log.config import LogConfig
+from facta.log.errors import InvalidInput, LimitExceeded
+from facta.log.event import (
+    Expect,
+    Expectation,
+    NewEvent,
+    StreamAppend,
+    check_event_type,
+    check_expectation,
+    check_stream_name,
+)
+from facta.log.ids import uuid7
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    id: str
+    type: str
+    schema_version: int
+    data: str
+    metadata: str
+    causation_id: str | None
+    correlation_id: str | None
+    id_given: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedStream:
+    stream: str
+    expect: Expectation
+    events: tuple[PreparedEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAppend:
+    streams: tuple[PreparedStream, ...]
+    key: str | None
+    outcome: str | None
+    digest: bytes
+    event_count: int
+    size: int
+
+    @property
+    def has_given_ids(self) -> bool:
+        return any(e.id_given for s in self.streams for e in s.events)
+
+
+def prepare_append(
+    entries: Sequence[StreamAppend],
+    *,
+    key: str | None,
+    outcome: Any,
+    config: LogConfig,
+) -> PreparedAppend:
+    """Validate and encode an append; raise :class:`InvalidInput` naming the first problem."""
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
+        raise InvalidInput(f"idempotency key must be a string of 1-500 characters, found {key!r}")
+    if outcome is not None and key is None:
+        raise InvalidInput("an outcome can only be recorded with an idempotency key")
+    if not entries and key is None:
+        raise InvalidInput("an append needs at least one stream (or a key with an outcome)")
+    digest = hashlib.sha256()
+    seen: set[str] = set()
+    streams: list[PreparedStream] = []
+    count = 0
+    size = 0
+    for entry in entries:
+        if not isinstance(entry, StreamAppend):
+            raise InvalidInput(f"expected StreamAppend entries, found {type(entry).__name__}")
+        stream = check_stream_name(entry.stream)
+        if stream in seen:
+            raise InvalidInput(f"stream {stream!r} appears twice in one append")
+        seen.add(stream)
+        expect = check_expectation(entry.expect)
+        if not entry.events and not isinstance(expect, int):
+            raise InvalidInput(
+                f"stream {stream!r}: an entry without events is a read check and needs an "
+                f"exact version, found {_spell(expect)}"
+            )
+        _feed(digest, "s", stream, _spell(expect))
+        prepared = tuple(_prepare_event(stream, e, config, digest) for e in entry.events)
+        count += len(prepared)
+        size += sum(len(e.data) + len(e.metadata) for e in prepared)
+        streams.append(PreparedStream(stream, expect, prepared))
+    if count > config.max_append_events:
+        raise LimitExceeded(
+            f"append of {count} events exceeds max_append_events={config.max_append_events}"
+        )
+    if size > config.max_append_bytes:
+        raise LimitExceeded(
+            f"append of {size} bytes exceeds max_append_bytes={config.max_append_bytes}"
+        )
+    outcome_json: str | None = None
+    if outcome is not None:
+        outcome_json = encode_json_checked(outcome, "outcome")
+        _feed(digest, "o", outcome_json)
+    return PreparedAppend(tuple(streams), key, outcome_json, digest.digest(), count, size)
+
+
+def encode_json_checked(value: Any, what: str) -> str:
+    from facta.log.codec import find_non_finite
+
+    bad = find_non_finite(value)
+    if bad is not None:
+        raise InvalidInput(f"{what} holds a non-finite number at {bad!r}")
+    try:
+        return encode_json(value).decode()
+    except TypeError as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _prepare_event(stream: str, event: NewEvent, config: LogConfig, digest: Any) -> PreparedEvent:
+    if not isinstance(event, NewEvent):
+        raise InvalidInput(
+            f"stream {stream!r}: expected NewEvent, found {type(event).__name__} "
+            "(register typed events with EventTypes and use EventTypes.new_event)"
+        )
+    event_type = check_event_type(event.type)
+    version = event.schema_version
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidInput(f"event {event_type!r}: schema_version must be an int >= 1")
+    where = f"event {event_type!r} in stream {stream!r}"
+    data = encode_object(event.data, f"{where}: data")
+    metadata = event.metadata
+    causation = _reserved(metadata, "causation_id", where)
+    correlation = _reserved(metadata, "correlation_id", where)
+    meta = encode_object(metadata, f"{where}: metadata")
+    if len(data) + len(meta) > config.max_event_bytes:
+        raise LimitExceeded(
+            f"{where} is {len(data) + len(meta)} bytes, over max_event_bytes="
+            f"{config.max_event_bytes}"
+        )
+    given = event.id is not None
+    event_id = str(event.id) if event.id is not None else str(uuid7())
+    _feed(digest, "e", event_type, str(version), event_id if given else "")
+    digest.update(struct.pack("<Q", len(data)))
+    digest.update(data)
+    digest.update(struct.pack("<Q", len(meta)))
+    digest.update(meta)
+    return PreparedEvent(
+        event_id, event_type, version, data.decode(), meta.decode(), causation, correlation, given
+    )
+
+
+def _reserved(metadata: object, name: str, where: str) -> str | None:
+    if not isinstance(metadata, dict):
+        return None  # encode_object reports it
+    value = metadata.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            f"{where}: metadata.{name} is reserved and must be a string, found "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
+def _feed(digest: Any, *parts: str) -> None:
+    for part in parts:
+        raw = part.encode()
+        digest.update(struct.pack("<Q", len(raw)))
+        digest.update(raw)
+
+
+def _spell(expect: Expectation) -> str:
+    return expect.value if isinstance(expect, Expect) else str(expect)
+
+
+def single(stream: str, events: Iterable[NewEvent], expect: Expectation) -> list[StreamAppend]:
+    return [StreamAppend(stream, tuple(events), expect)]

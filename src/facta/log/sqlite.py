@@ -1,0 +1,564 @@
+"""The embedded log: one SQLite file in WAL mode, one writer, group commit.
+
+Positions are SQLite rowids assigned under the write lock, so they are gap-free and follow
+commit order. Every write transaction is ``BEGIN IMMEDIATE``; expectations and idempotency keys
+are checked inside it, against a state that includes the earlier appends of the same batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import apsw
+import msgspec
+
+from facta.log.clock import Clock, SystemClock
+from facta.log.codec import decode_json
+from facta.log.config import LogConfig
+from facta.log.errors import (
+    InvalidInput,
+    LogBusy,
+    LogClosed,
+)
+from facta.log.event import (
+    AppendResult,
+    Checkpoint,
+    Expect,
+    Expectation,
+    NewEvent,
+    OutcomeRecord,
+    RecordedEvent,
+    StreamAppend,
+    check_event_type,
+    check_stream_name,
+)
+from facta.log.group_commit import GroupCommit
+from facta.log.metrics import LogMetrics
+from facta.log.protocol import LogStats, StreamInfo
+from facta.log.request import PreparedAppend, prepare_append
+from facta.log.sqlite_schema import (
+    connect,
+    create_schema,
+    effective_durability,
+    page_query,
+    page_query_desc,
+)
+from facta.log.sqlite_write import SqliteWriter, result_decoder
+from facta.log.subscription import subscribe_log
+from facta.log.wakeup import CommitSignal, DataVersionPoller
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_page_decoder = msgspec.json.Decoder(list[RecordedEvent])
+_result_decoder = msgspec.json.Decoder(AppendResult)
+_result_encoder = msgspec.json.Encoder()
+
+
+class SqliteLog:
+    """A log in one SQLite file. Thread-safe; async methods for asyncio, ``*_sync`` for scripts.
+
+    >>> log = SqliteLog(":memory:")  # doctest: +SKIP
+    """
+
+    writer_class: type[SqliteWriter] = SqliteWriter
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: LogConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        vfs: str | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.config = config or LogConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = LogMetrics()
+        self._vfs = vfs
+        self._closed = False
+        self._writer = self._open(writer=True)
+        create_schema(self._writer)
+        self._writer.set_wal_hook(self._on_wal_commit)
+        self._readers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._all_readers: list[Any] = []
+        self._readers_lock = threading.Lock()
+        self._executor_sem = threading.BoundedSemaphore(8)
+        self._poll_conn: Any = None
+        self.signal = CommitSignal(start_poller=self._ensure_poller)
+        self._poller = DataVersionPoller(
+            self.signal, self._data_version, self.config.poll_interval, self._close_poll_conn
+        )
+        self._wal_pages = 0
+        self._page_size = self._writer.execute("PRAGMA page_size").fetchone()[0]
+        self._checkpoint_wanted = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="facta-checkpointer", daemon=True
+        )
+        self._checkpointer.start()
+        self._write = self.writer_class(
+            self._writer, self.path, self.clock, self.metrics, self.signal
+        )
+        self._group = GroupCommit(
+            self._write.run_batch,
+            queue_limit=self.config.queue_limit,
+            max_batch_appends=self.config.max_batch_appends,
+            max_batch_events=self.config.max_batch_events,
+            append_timeout=self.config.append_timeout,
+            metrics=self.metrics,
+            name=os.path.basename(self.path),
+        )
+
+    def _open(self, *, writer: bool) -> Any:
+        try:
+            return connect(self.path, self.config, writer=writer, vfs=self._vfs)
+        except apsw.BusyError as exc:
+            raise LogBusy(self.path, self.config.lock_timeout) from exc
+        except apsw.CantOpenError as exc:
+            raise InvalidInput(f"cannot open log file {self.path!r}: {exc}") from None
+
+    # -- appending ------------------------------------------------------------------------------
+
+    def _prepare(
+        self, entries: Sequence[StreamAppend], key: str | None, outcome: Any
+    ) -> PreparedAppend:
+        if self._closed:
+            raise LogClosed(f"log {self.path} is closed")
+        return prepare_append(entries, key=key, outcome=outcome, config=self.config)
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        *,
+        expect: Expectation = Expect.ANY,
+        key: str | None = None,
+        outcome: Any = None,
+    ) -> AppendResult:
+        """Append events to one stream if ``expect`` holds, atomically."""
+        request = self._prepare([StreamAppend(stream, tuple(events), expect)], key, outcome)
+        result: AppendResult = await self._group.submit_async(request)
+        return result
+
+    async def append_many(
+        self, entries: Sequence[StreamAppend], *, key: str | None = None, outcome: Any = None
+    ) -> AppendResult:
+        """Append to several streams, each with its own expectation: all or nothing."""
+        request = self._prepare(entries, key, outcome)
+        result: AppendResult = await self._group.submit_async(request)
+        return result
+
+    def append_sync(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        *,
+        expect: Expectation = Expect.ANY,
+        key: str | None = None,
+        outcome: Any = None,
+    ) -> AppendResult:
+        request = self._prepare([StreamAppend(stream, tuple(events), expect)], key, outcome)
+        result: AppendResult = self._group.submit(request)
+        return result
+
+    def append_many_sync(
+        self, entries: Sequence[StreamAppend], *, key: str | None = None, outcome: Any = None
+    ) -> AppendResult:
+        request = self._prepare(entries, key, outcome)
+        result: AppendResult = self._group.submit(request)
+        return result
+
+    def hold_writer(self) -> contextlib.AbstractContextManager[None]:
+        """Test hook: queue appends without running them until the block exits."""
+        return self._group.hold()
+
+    def queued_appends(self) -> int:
+        return self._group.queued()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Any]:
+        if self._closed:
+            raise LogClosed(f"log {self.path} is closed")
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._open(writer=False)
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+    def read_stream_sync(
+        self,
+        stream: str,
+        *,
+        from_version: int = 1,
+        limit: int | None = None,
+        backward: bool = False,
+    ) -> list[RecordedEvent]:
+        """Events of one stream from ``from_version``, forward (or backward), at most ``limit``."""
+        check_stream_name(stream)
+        count = -1 if limit is None else _check_limit(limit)
+        with self._reader() as conn:
+            if backward:
+                sql = page_query_desc("stream = ? AND version <= ?")
+                row = conn.execute(sql, (stream, from_version, count)).fetchone()
+            else:
+                sql = page_query("stream = ? AND version >= ?", order="version")
+                row = conn.execute(sql, (stream, from_version, count)).fetchone()
+        return _page_decoder.decode(row[0])
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int = 1,
+        limit: int | None = None,
+        backward: bool = False,
+    ) -> list[RecordedEvent]:
+        return await self._in_thread(
+            self.read_stream_sync,
+            stream,
+            from_version=from_version,
+            limit=limit,
+            backward=backward,
+        )
+
+    def read_all_sync(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of the whole log after position ``after``, in position order."""
+        events, _, _ = self._read_page(after, _check_limit(limit), types, stream_prefix, None)
+        return events
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+    ) -> list[RecordedEvent]:
+        return await self._in_thread(
+            self.read_all_sync, after=after, limit=limit, types=types, stream_prefix=stream_prefix
+        )
+
+    def _read_page(
+        self,
+        after: int,
+        limit: int,
+        types: Sequence[str] | None,
+        stream_prefix: str | None,
+        scan_window: int | None,
+    ) -> tuple[list[RecordedEvent], int, int]:
+        """One page after ``after``, the position up to which the log was scanned, the head."""
+        clauses = ["position > ?"]
+        params: list[Any] = [after]
+        if scan_window is not None:
+            clauses.append("position <= ?")
+            params.append(after + scan_window)
+        if types:
+            names = [check_event_type(t) for t in types]
+            clauses.append(f"type IN ({','.join('?' * len(names))})")
+            params.extend(names)
+        if stream_prefix:
+            clauses.append("substr(stream, 1, ?) = ?")
+            params.extend([len(stream_prefix), stream_prefix])
+        params.append(limit)
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(page_query(" AND ".join(clauses)), params).fetchone()
+                head = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+        events = _page_decoder.decode(row[0])
+        if row[1] >= limit:
+            scanned = row[2]
+        elif scan_window is not None:
+            scanned = max(after, min(head, after + scan_window))
+        else:
+            scanned = max(head, after)
+        return events, scanned, head
+
+    def head_sync(self) -> int:
+        """The position of the last committed event (0 for an empty log)."""
+        with self._reader() as conn:
+            return int(conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
+
+    async def head(self) -> int:
+        return await self._in_thread(self.head_sync)
+
+    def stream_version_sync(self, stream: str) -> int:
+        """The version of a stream: the number of its events, 0 if it has none."""
+        check_stream_name(stream)
+        with self._reader() as conn:
+            row = conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,))
+            return int(row.fetchone()[0] or 0)
+
+    async def stream_version(self, stream: str) -> int:
+        return await self._in_thread(self.stream_version_sync, stream)
+
+    def lookup_sync(self, key: str) -> OutcomeRecord | None:
+        """The outcome recorded with an idempotency key, or None if the key was never used."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT result, outcome, recorded_at FROM outcomes WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        outcome = None if row[1] is None else decode_json(row[1])
+        result = msgspec.structs.replace(result_decoder.decode(row[0]), key=key, outcome=outcome)
+        return OutcomeRecord(key, result, outcome, _parse_time(row[2]))
+
+    async def lookup(self, key: str) -> OutcomeRecord | None:
+        return await self._in_thread(self.lookup_sync, key)
+
+    def events_by_id_sync(self, ids: Sequence[str]) -> list[RecordedEvent]:
+        return self._select_events("id IN ({})", list(ids))
+
+    def caused_by_sync(self, ids: Sequence[str]) -> list[RecordedEvent]:
+        """Events whose ``causation_id`` is one of ``ids`` (indexed)."""
+        return self._select_events("causation_id IN ({})", list(ids))
+
+    def correlated_sync(self, correlation_id: str) -> list[RecordedEvent]:
+        """Events whose ``correlation_id`` is ``correlation_id`` (indexed)."""
+        return self._select_events("correlation_id IN ({})", [correlation_id])
+
+    def _select_events(self, where: str, values: list[str]) -> list[RecordedEvent]:
+        if not values:
+            return []
+        clause = where.format(",".join("?" * len(values)))
+        with self._reader() as conn:
+            row = conn.execute(page_query(clause), [*values, -1]).fetchone()
+        return _page_decoder.decode(row[0])
+
+    def streams_sync(self, *, prefix: str | None = None, limit: int = 1000) -> list[StreamInfo]:
+        """Streams with their version, last position and last time, by name."""
+        where, params = (
+            ("WHERE substr(stream, 1, ?) = ?", [len(prefix), prefix]) if prefix else ("", [])
+        )
+        sql = (
+            "SELECT e.stream, e.version, e.position, e.recorded_at FROM "
+            f"(SELECT stream, max(version) AS v FROM events {where} GROUP BY stream "
+            "ORDER BY stream LIMIT ?) s JOIN events e ON e.stream = s.stream AND e.version = s.v "
+            "ORDER BY e.stream"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(sql, [*params, _check_limit(limit)]).fetchall()
+        return [StreamInfo(r[0], r[1], r[2], _parse_time(r[3])) for r in rows]
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+        page_size: int | None = None,
+        idle_timeout: float = 1.0,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after``: catch up, then follow live. No gap, no duplicate.
+
+        Pages of at most ``page_size`` events are read on demand, so a slow consumer never makes
+        the subscription hold more than one page.
+        """
+        return subscribe_log(
+            self,
+            after=after,
+            types=types,
+            stream_prefix=stream_prefix,
+            page_size=page_size or self.config.page_size,
+            checkpoints=False,
+            idle_timeout=idle_timeout,
+        )
+
+    def subscribe_with_checkpoints(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+        page_size: int | None = None,
+        checkpoint_every: int | None = None,
+        idle_timeout: float = 1.0,
+    ) -> AsyncIterator[RecordedEvent | Checkpoint]:
+        """Like :meth:`subscribe`, also yielding a :class:`Checkpoint` at least every
+        ``checkpoint_every`` scanned events, so a consumer of rare events can save progress."""
+        return subscribe_log(
+            self,
+            after=after,
+            types=types,
+            stream_prefix=stream_prefix,
+            page_size=page_size or self.config.page_size,
+            checkpoints=True,
+            checkpoint_every=checkpoint_every or self.config.checkpoint_every,
+            idle_timeout=idle_timeout,
+        )
+
+    async def read_page(
+        self,
+        after: int,
+        limit: int,
+        types: Sequence[str] | None,
+        stream_prefix: str | None,
+        scan_window: int | None,
+    ) -> tuple[list[RecordedEvent], int, int]:
+        return await self._in_thread(
+            self._read_page, after, limit, types, stream_prefix, scan_window
+        )
+
+    def _ensure_poller(self) -> None:
+        if not self._closed:
+            self._poller.ensure_running()
+
+    def _data_version(self) -> int:
+        if self._poll_conn is None:
+            self._poll_conn = self._open(writer=False)
+        return int(self._poll_conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _close_poll_conn(self) -> None:
+        if self._poll_conn is not None:
+            self._poll_conn.close()
+            self._poll_conn = None
+
+    # -- WAL checkpoints ------------------------------------------------------------------------
+
+    def _on_wal_commit(self, conn: Any, name: str, pages: int) -> int:
+        self._wal_pages = pages
+        if pages * self._page_size >= self.config.wal_checkpoint_bytes:
+            self._checkpoint_wanted.set()
+        return apsw.SQLITE_OK
+
+    def _checkpoint_loop(self) -> None:
+        conn: Any = None
+        try:
+            while not self._closed:
+                if not self._checkpoint_wanted.wait(0.5):
+                    continue
+                self._checkpoint_wanted.clear()
+                if self._closed:
+                    break
+                if conn is None:
+                    conn = self._open(writer=False)
+                    conn.set_busy_timeout(50)
+                mode = (
+                    "RESTART" if self._wal_size() >= self.config.wal_max_bytes // 2 else "PASSIVE"
+                )
+                with contextlib.suppress(apsw.Error):
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                    with self.metrics.lock:
+                        self.metrics.checkpoints += 1
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def checkpoint_sync(self, mode: str = "TRUNCATE") -> None:
+        """Copy the WAL into the database file now (``PASSIVE``, ``RESTART`` or ``TRUNCATE``)."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise InvalidInput(f"checkpoint mode must be PASSIVE|FULL|RESTART|TRUNCATE: {mode!r}")
+        with self._reader() as conn:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
+    def _wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    # -- stats and lifecycle --------------------------------------------------------------------
+
+    def stats_sync(self) -> LogStats:
+        with self._reader() as conn:
+            events = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+            streams = conn.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT stream FROM events)"
+            ).fetchone()[0]
+            keys = conn.execute("SELECT count(*) FROM outcomes").fetchone()[0]
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            size = 0
+        with self._group_lock():
+            durability = effective_durability(self._writer)
+        return LogStats(
+            path=self.path,
+            events=int(events),
+            streams=int(streams),
+            outcomes=int(keys),
+            file_bytes=size,
+            wal_bytes=self._wal_size(),
+            durability=self.config.durability,
+            effective=durability,
+            sqlite_version=apsw.sqlite_lib_version(),
+            process=self.metrics.snapshot(),
+        )
+
+    async def stats(self) -> LogStats:
+        return await self._in_thread(self.stats_sync)
+
+    @contextlib.contextmanager
+    def _group_lock(self) -> Iterator[None]:
+        with self._group.hold():
+            yield
+
+    def effective_durability(self) -> dict[str, Any]:
+        """``synchronous``, ``journal_mode``, … as read back from the writer connection."""
+        with self._group_lock():
+            return effective_durability(self._writer)
+
+    async def _in_thread(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._group.close()
+        self._closed = True
+        self._checkpoint_wanted.set()
+        self._checkpointer.join(5.0)
+        self._poller.close()
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+        self._writer.close()
+
+    def __enter__(self) -> SqliteLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SqliteLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _check_limit(limit: int) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidInput(f"limit must be a positive integer, found {limit!r}")
+    return limit

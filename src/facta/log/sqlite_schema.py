@@ -1,0 +1,131 @@
+"""The SQLite file: its tables, pragmas and the statements the backend runs."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import apsw
+
+from facta.log.config import LogConfig
+
+SCHEMA_VERSION: Final = 1
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS facta_meta(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS events(
+    position INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    data TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    causation_id TEXT,
+    correlation_id TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_stream_version ON events(stream, version);
+CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events(id);
+-- One index serves causality: a trace finds its chain by correlation id, then links events by
+-- causation id inside it. One B-tree instead of two keeps a durable append to fewer pages.
+CREATE INDEX IF NOT EXISTS events_causality ON events(correlation_id, causation_id)
+    WHERE correlation_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS outcomes(
+    key TEXT PRIMARY KEY,
+    digest BLOB NOT NULL,
+    result TEXT NOT NULL,
+    outcome TEXT,
+    recorded_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+INSERT_EVENT: Final = (
+    "INSERT INTO events(position, id, stream, version, type, schema_version, recorded_at, "
+    "data, metadata, causation_id, correlation_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+# One page of events as a single JSON array, built by SQLite and decoded by msgspec in one call.
+# Safe because stream and type names cannot hold quotes or backslashes, ids are UUIDs, times are
+# ISO strings, and data and metadata are JSON we encoded ourselves.
+_EVENT_JSON: Final = (
+    "'[' || position || ',\"' || stream || '\",' || version || ',\"' || type || '\",' || "
+    "schema_version || ',\"' || id || '\",\"' || recorded_at || '\",' || data || ',' || "
+    "metadata || ']'"
+)
+
+
+def page_query(where: str, order: str = "position", limit_clause: str = "LIMIT ?") -> str:
+    return (
+        f"SELECT '[' || coalesce(group_concat(j, ',' ORDER BY o), '') || ']', count(*), max(o) "
+        f"FROM (SELECT {_EVENT_JSON} AS j, {order} AS o FROM events WHERE {where} "
+        f"ORDER BY {order} {limit_clause})"
+    )
+
+
+def page_query_desc(where: str) -> str:
+    return (
+        f"SELECT '[' || coalesce(group_concat(j, ',' ORDER BY o DESC), '') || ']', count(*), "
+        f"min(o) FROM (SELECT {_EVENT_JSON} AS j, version AS o FROM events WHERE {where} "
+        f"ORDER BY version DESC LIMIT ?)"
+    )
+
+
+def connect(path: str, config: LogConfig, *, writer: bool, vfs: str | None = None) -> Any:
+    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI
+    conn = (
+        apsw.Connection(path, flags=flags, vfs=vfs) if vfs else apsw.Connection(path, flags=flags)
+    )
+    conn.set_busy_timeout(int(config.lock_timeout * 1000))
+    if writer:
+        conn.execute("PRAGMA journal_mode=WAL")
+        if config.durability == "strict":
+            conn.execute(
+                "PRAGMA synchronous=FULL; PRAGMA fullfsync=1; PRAGMA checkpoint_fullfsync=1"
+            )
+        else:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit={config.wal_max_bytes}")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.wal_autocheckpoint(0)  # checkpoints run in the background, never in a commit
+    else:
+        conn.execute("PRAGMA cache_size=-32768")
+        conn.wal_autocheckpoint(0)
+    return conn
+
+
+def create_schema(conn: Any) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(SCHEMA)
+        row = conn.execute("SELECT value FROM facta_meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO facta_meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"log schema version {row[0]} is not supported (expected {SCHEMA_VERSION})"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def effective_durability(conn: Any) -> dict[str, Any]:
+    """The settings the writer connection actually runs with, read back from SQLite."""
+    sync_names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+    synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+    return {
+        "synchronous": sync_names.get(synchronous, str(synchronous)),
+        "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+        "fullfsync": bool(conn.execute("PRAGMA fullfsync").fetchone()[0]),
+        "checkpoint_fullfsync": bool(conn.execute("PRAGMA checkpoint_fullfsync").fetchone()[0]),
+    }
