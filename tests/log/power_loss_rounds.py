@@ -43,6 +43,7 @@ class PowerLossRun:
     acknowledged_checked: int = 0  # summed over every check
     acknowledged_lost: int = 0  # allowed only under durability="normal"
     keys_replayed: int = 0
+    checkpoints: int = 0  # background WAL checkpoints run (and possibly cut) inside rounds
     events_at_end: int = 0
 
 
@@ -99,6 +100,7 @@ def run_power_loss_rounds(
                 else:
                     vfs.cut()  # the writers ran out of appends first: cut at rest
             finally:
+                run.checkpoints += log.metrics.checkpoints
                 with contextlib.suppress(apsw.Error):
                     log.close()  # a dead machine: the closing checkpoint fails
             report = vfs.power_cut(rng)

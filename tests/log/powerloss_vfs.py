@@ -17,6 +17,10 @@ WAL, ...). The triggering operation fails with an I/O error, a triggering write 
 and every later write, truncate, sync or delete fails: the machine is off. Reads go on working,
 so the dead process can still close its connections.
 
+With ``full_sync_only=True`` it behaves like macOS, where ``fsync()`` stops at the drive's
+volatile cache: only a sync carrying ``SQLITE_SYNC_FULL`` (SQLite's ``fullfsync`` and
+``checkpoint_fullfsync``, i.e. ``F_FULLFSYNC``) makes writes durable.
+
 What it does not model: the real files are never fsynced (the cut is simulated, so the page
 cache of the test machine is as good as a disk), a created or deleted file's directory entry is
 durable at once, and within one file the persisted writes are always a prefix of issue order

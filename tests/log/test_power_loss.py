@@ -20,7 +20,7 @@ from durability_check import AppendPlanner, DurabilityViolation, check_recovered
 from power_loss_rounds import LogFactory, run_power_loss_rounds
 from powerloss_vfs import CutPolicy, IoOp, PowerLossVFS
 
-from facta.log import AppendResult, CommitFailed, LogConfig, SqliteLog
+from facta.log import AppendResult, CommitFailed, Durability, LogConfig, SqliteLog
 from facta.log.group_commit import Pending
 from facta.log.request import PreparedAppend
 from facta.log.sqlite_schema import INSERT_EVENT
@@ -113,6 +113,7 @@ def test_strict_power_loss_keeps_every_acknowledged_append(tmp_path: Path) -> No
     assert run.acknowledged >= 500, run
     assert run.acknowledged_checked >= 5 * run.acknowledged, run
     assert run.keys_replayed >= 200, run
+    assert run.checkpoints >= 10, run
 
 
 def test_normal_power_loss_recovers_a_prefix_of_commit_order(tmp_path: Path) -> None:
@@ -128,6 +129,7 @@ def test_normal_power_loss_recovers_a_prefix_of_commit_order(tmp_path: Path) -> 
     # against logs that had lost their tails
     assert run.acknowledged_lost >= 10, run
     assert run.acknowledged_checked >= 5 * (run.acknowledged - run.acknowledged_lost), run
+    assert run.checkpoints >= 10, run
 
 
 # -- negative controls: each must be caught, for its own reason ------------------------------------
@@ -323,3 +325,47 @@ def test_shim_cuts_at_the_armed_operation_and_can_tear_it(tmp_path: Path) -> Non
     assert scalar(conn, "SELECT count(*) FROM t") == 0
     assert scalar(conn, "PRAGMA integrity_check") == "ok"
     conn.close()
+
+
+# -- macOS: fsync() stops at the drive's cache; only F_FULLFSYNC reaches the disk ----------------
+
+
+class CheckpointerWithoutFullFsync(SqliteLog):
+    """The log as it was before every connection got the durability settings: the background
+    checkpointer synced with a plain fsync()."""
+
+    def _open(self, *, writer: bool) -> Any:
+        conn = super()._open(writer=writer)
+        if not writer:
+            conn.execute("PRAGMA fullfsync=0; PRAGMA checkpoint_fullfsync=0")
+        return conn
+
+
+@pytest.mark.parametrize("durability", ["strict", "normal"])
+def test_power_loss_where_only_a_full_fsync_reaches_the_disk(
+    tmp_path: Path, durability: Durability
+) -> None:
+    rounds = 40
+    run = run_power_loss_rounds(
+        tmp_path / "mac.db", durability=durability, rounds=rounds, seed=6, full_sync_only=True
+    )
+    print(f"power loss, full fsync only, {durability}: {run}")
+    assert run.cuts == rounds
+    assert run.acknowledged >= 300, run
+    assert run.checkpoints >= 10, run
+    assert run.acknowledged_lost == 0 or durability == "normal", run
+
+
+def test_a_checkpoint_without_full_fsync_is_caught_destroying_the_log(tmp_path: Path) -> None:
+    with pytest.raises(DurabilityViolation) as caught:
+        run_power_loss_rounds(
+            tmp_path / "mac-broken.db",
+            durability="strict",
+            rounds=60,
+            seed=7,
+            factory=factory_of(CheckpointerWithoutFullFsync),
+            full_sync_only=True,
+        )
+    # the checkpoint copied pages into the database file that never reached the disk, then the
+    # WAL holding them was overwritten: the file is torn, or acknowledged appends are gone
+    assert caught.value.kind in ("unreadable", "lost"), caught.value
