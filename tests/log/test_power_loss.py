@@ -20,7 +20,7 @@ from durability_check import AppendPlanner, DurabilityViolation, check_recovered
 from power_loss_rounds import LogFactory, run_power_loss_rounds
 from powerloss_vfs import CutPolicy, IoOp, PowerLossVFS
 
-from facta.log import AppendResult, CommitFailed, Durability, LogConfig, SqliteLog
+from facta.log import AppendResult, CommitFailed, Durability, LogConfig, NewEvent, SqliteLog
 from facta.log.group_commit import Pending
 from facta.log.request import PreparedAppend
 from facta.log.sqlite_schema import INSERT_EVENT
@@ -369,3 +369,32 @@ def test_a_checkpoint_without_full_fsync_is_caught_destroying_the_log(tmp_path: 
     # the checkpoint copied pages into the database file that never reached the disk, then the
     # WAL holding them was overwritten: the file is torn, or acknowledged appends are gone
     assert caught.value.kind in ("unreadable", "lost"), caught.value
+
+
+# -- a failed commit is not a "no" -------------------------------------------------------------
+
+
+def test_an_append_whose_commit_failed_while_syncing_may_survive_and_its_key_tells(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "failed.db"
+    SqliteLog(path).close()
+    event = NewEvent(type="Deposited", data={"amount": 5})
+    with shim() as vfs:
+        log = SqliteLog(path, vfs=vfs.name)
+        try:
+            log.append_sync("account-1", [event], expect=0, key="deposit-1")
+            at_next_wal_sync(vfs)
+            with pytest.raises(CommitFailed) as failed:
+                log.append_sync("account-1", [event], expect=1, key="deposit-2")
+            assert "may" in str(failed.value) and "idempotency key" in str(failed.value)
+        finally:
+            with contextlib.suppress(apsw.Error):
+                log.close()
+        # the WAL frames were written before the sync failed, and they reached the disk
+        vfs.power_cut(random.Random(0), "all")
+    with SqliteLog(path) as log:
+        assert log.head_sync() == 2
+        retried = log.append_sync("account-1", [event], expect=1, key="deposit-2")
+        assert retried.replayed and retried.first_position == 2
+        assert log.head_sync() == 2
