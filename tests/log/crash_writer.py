@@ -1,6 +1,8 @@
 """A writer process for the crash test: appends from threads and asyncio tasks until killed.
 
-    python crash_writer.py LOG JOURNAL ROUND DURABILITY SEED
+    python crash_writer.py LOG JOURNAL ROUND DURABILITY SEED [VARIANT]
+
+VARIANT names a log class of ``broken_logs.VARIANTS`` (default ``correct``).
 
 Before submitting an append it writes ``{"start": spec}`` to JOURNAL; only after the append
 returned does it write ``{"ack": [id, result]}``. Each line is one ``os.write`` on an
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 import msgspec
+from broken_logs import VARIANTS
 from durability_check import AppendPlanner, AppendSpec
 
 from facta.log import AppendResult, Durability, LogConfig, SqliteLog
@@ -70,7 +73,8 @@ async def write_in_tasks(log: SqliteLog, journal: Journal, planners: list[Append
 
 
 def main(argv: list[str]) -> int:
-    log_path, journal_path, round_no, durability, seed = argv
+    log_path, journal_path, round_no, durability, seed, *rest = argv
+    log_class = VARIANTS[rest[0] if rest else "correct"]
     rng = random.Random(int(seed))
     journal = Journal(journal_path)
     planners = [
@@ -79,7 +83,7 @@ def main(argv: list[str]) -> int:
     ]
     errors: list[BaseException] = []
     mode: Durability = "normal" if durability == "normal" else "strict"
-    log = SqliteLog(log_path, LogConfig(durability=mode))
+    log = log_class(log_path, LogConfig(durability=mode))
     end = time.monotonic() + LIFETIME
 
     def guarded(planner: AppendPlanner) -> None:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import msgspec
-from durability_check import AppendSpec, check_recovered
+import pytest
+from durability_check import AppendSpec, DurabilityViolation, check_recovered
 
 from facta.log import AppendResult, SqliteLog
 
@@ -79,15 +80,16 @@ class CrashTally:
     keys_replayed: int = 0
 
 
-def test_sigkilled_writers_lose_no_acknowledged_append(tmp_path: Path) -> None:
-    rng = random.Random(20261126)
-    path = tmp_path / "crash.db"
+def kill_writers(path: Path, journals: Path, kills: int, seed: int, variant: str) -> CrashTally:
+    """Start a writer, kill it, check the reopened log; ``kills`` times. Raise
+    DurabilityViolation at the first breach."""
+    rng = random.Random(seed)
     attempted: dict[str, AppendSpec] = {}
     acked: dict[str, AppendResult] = {}
     tally = CrashTally()
-    for round_no in range(KILLS):
+    for round_no in range(kills):
         durability = "strict" if round_no % 2 == 0 else "normal"
-        journal_path = tmp_path / f"journal-{round_no}.jsonl"
+        journal_path = journals / f"journal-{round_no}.jsonl"
         child = subprocess.Popen(
             [
                 sys.executable,
@@ -97,6 +99,7 @@ def test_sigkilled_writers_lose_no_acknowledged_append(tmp_path: Path) -> None:
                 str(round_no),
                 durability,
                 str(rng.randrange(2**32)),
+                variant,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -126,16 +129,28 @@ def test_sigkilled_writers_lose_no_acknowledged_append(tmp_path: Path) -> None:
                 attempted,
                 acked,
                 lost_allowed=False,
-                replay=[a for a in journal.acked if attempted[a].key is not None],
+                replay=list(journal.acked),
             )
         tally.kills_committed_unacked += bool(in_flight & report.present)
         tally.acknowledged_checked += report.acked_checked
         tally.keys_replayed += report.keys_replayed
     tally.acknowledged = len(acked)
+    return tally
 
+
+def test_sigkilled_writers_lose_no_acknowledged_append(tmp_path: Path) -> None:
+    tally = kill_writers(tmp_path / "crash.db", tmp_path, KILLS, seed=20261126, variant="correct")
     print(f"crash: {tally}")
     assert tally.kills >= 20
     assert tally.kills_in_flight >= 10, tally
     assert tally.acknowledged >= 300, tally
     assert tally.acknowledged_checked >= tally.acknowledged, tally
     assert tally.keys_replayed >= 100, tally
+
+
+def test_a_writer_splitting_appends_over_transactions_is_caught_after_a_kill(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(DurabilityViolation) as caught:
+        kill_writers(tmp_path / "split.db", tmp_path, 10, seed=7, variant="split-append")
+    assert caught.value.kind == "partial", caught.value
