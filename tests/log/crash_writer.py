@@ -1,6 +1,6 @@
 """A writer process for the crash test: appends from threads and asyncio tasks until killed.
 
-    python crash_writer.py LOG JOURNAL ROUND DURABILITY SEED [VARIANT]
+    python crash_writer.py LOG JOURNAL NAME DURABILITY SEED [VARIANT]
 
 VARIANT names a log class of ``broken_logs.VARIANTS`` (default ``correct``).
 
@@ -73,17 +73,18 @@ async def write_in_tasks(log: SqliteLog, journal: Journal, planners: list[Append
 
 
 def main(argv: list[str]) -> int:
-    log_path, journal_path, round_no, durability, seed, *rest = argv
+    log_path, journal_path, name, durability, seed, *rest = argv
     log_class = VARIANTS[rest[0] if rest else "correct"]
     rng = random.Random(int(seed))
     journal = Journal(journal_path)
     planners = [
-        AppendPlanner(f"k{round_no}-w{i}", random.Random(rng.random()))
-        for i in range(THREADS + TASKS)
+        AppendPlanner(f"{name}-w{i}", random.Random(rng.random())) for i in range(THREADS + TASKS)
     ]
     errors: list[BaseException] = []
     mode: Durability = "normal" if durability == "normal" else "strict"
-    log = log_class(log_path, LogConfig(durability=mode))
+    # small WAL thresholds: background checkpoints run, and get killed, too
+    config = LogConfig(durability=mode, wal_checkpoint_bytes=256 * 1024, wal_max_bytes=1024 * 1024)
+    log = log_class(log_path, config)
     end = time.monotonic() + LIFETIME
 
     def guarded(planner: AppendPlanner) -> None:

@@ -107,9 +107,8 @@ def run_power_loss_rounds(
             run.cuts += 1
             run.cuts_discarding_writes += report.lost_operations > 0
             run.torn_writes += len(report.torn)
-        with contextlib.closing(
-            _reopen(factory, path, config, None)
-        ) as log:  # the real files alone
+        # last, the real files alone, without the shim
+        with contextlib.closing(_reopen(factory, path, config, None)) as log:
             _check(log, record, run, durability, last_round)
             run.events_at_end = log.head_sync()
     finally:

@@ -21,6 +21,9 @@ With ``full_sync_only=True`` it behaves like macOS, where ``fsync()`` stops at t
 volatile cache: only a sync carrying ``SQLITE_SYNC_FULL`` (SQLite's ``fullfsync`` and
 ``checkpoint_fullfsync``, i.e. ``F_FULLFSYNC``) makes writes durable.
 
+Python VFS files offer no memory mapping, so SQLite reads every page through ``xRead``, from
+the cache.
+
 What it does not model: the real files are never fsynced (the cut is simulated, so the page
 cache of the test machine is as good as a disk), a created or deleted file's directory entry is
 durable at once, and within one file the persisted writes are always a prefix of issue order
