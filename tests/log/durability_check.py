@@ -160,7 +160,7 @@ def check_recovered(
     """
     try:
         return _check_recovered(log, attempted, acked, lost_allowed, replay)
-    except apsw.Error as exc:
+    except (apsw.Error, msgspec.DecodeError) as exc:  # a torn file: an error, or garbage
         raise DurabilityViolation("unreadable", f"reading the log failed: {exc!r}") from exc
 
 
@@ -191,25 +191,29 @@ def _check_recovered(
     lost: list[str] = []
     checked = 0
     for append_id, result in acked.items():
-        assert result.first_position is not None and result.last_position is not None
-        if result.last_position <= head:
-            present = by_append.get(append_id)
-            if present is None or present[0].position != result.first_position:
-                at = "nothing" if present is None else f"position {present[0].position}"
+        first, last = result.first_position, result.last_position
+        assert first is not None and last is not None
+        present = by_append.get(append_id)
+        if present is not None:
+            if present[0].position != first:
                 raise DurabilityViolation(
                     "changed",
-                    f"acknowledged append {append_id} at position {result.first_position}: "
-                    f"found {at}",
+                    f"acknowledged append {append_id} at position {first}: found at "
+                    f"position {present[0].position}",
                 )
             _check_versions(append_id, result, present)
             checked += 1
-        elif lost_allowed and result.first_position > head:
+        elif lost_allowed and first > head:
             lost.append(append_id)
         else:
+            where = (
+                f"the log ends at position {head}"
+                if first > head
+                else f"position {first} holds append {events[first - 1].data['a']}"
+            )
             raise DurabilityViolation(
                 "lost",
-                f"acknowledged append {append_id} at positions {result.first_position}-"
-                f"{result.last_position} is missing: the log ends at position {head}",
+                f"acknowledged append {append_id} at positions {first}-{last} is missing: {where}",
             )
     keys = _check_keys(log, attempted, by_append)
     replayed = 0
