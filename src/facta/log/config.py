@@ -19,7 +19,8 @@ class LogConfig:
     durability:
         ``strict`` (default): ``synchronous=FULL`` plus ``fullfsync`` and
         ``checkpoint_fullfsync``; an acknowledged append survives power loss.
-        ``normal``: ``synchronous=NORMAL``; an acknowledged append survives a process crash, and
+        ``normal``: ``synchronous=NORMAL`` plus ``checkpoint_fullfsync`` (a checkpoint must reach
+        the disk before the WAL restarts); an acknowledged append survives a process crash, and
         after power loss the log is a prefix of commit order (recent appends may be missing).
     """
 

@@ -58,11 +58,20 @@ class LogBusy(FactaError):
 
 
 class CommitFailed(FactaError):
-    """The COMMIT of a group-commit batch failed: no append of that batch was written."""
+    """The write transaction of a group-commit batch failed: no append of it took effect.
+
+    If the failure came while syncing the disk, the batch was already in the WAL file and may
+    reappear after a crash or power loss: like :class:`AppendTimeout`, this is "unknown", and
+    retrying with the same idempotency key returns the original result if it was written.
+    """
 
     def __init__(self, path: str, cause: BaseException) -> None:
         self.path = path
-        super().__init__(f"commit to {path} failed, nothing of this batch was written: {cause}")
+        super().__init__(
+            f"commit to {path} failed, no append of this batch took effect (if the disk failed "
+            f"while syncing, it may reappear after a restart: retry with the same idempotency "
+            f"key): {cause}"
+        )
         self.__cause__ = cause
 
 

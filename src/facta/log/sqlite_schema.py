@@ -84,12 +84,12 @@ def connect(path: str, config: LogConfig, *, writer: bool, vfs: str | None = Non
     conn.set_busy_timeout(int(config.lock_timeout * 1000))
     if writer:
         conn.execute("PRAGMA journal_mode=WAL")
-        if config.durability == "strict":
-            conn.execute(
-                "PRAGMA synchronous=FULL; PRAGMA fullfsync=1; PRAGMA checkpoint_fullfsync=1"
-            )
-        else:
-            conn.execute("PRAGMA synchronous=NORMAL")
+    # Readers need these too: the connection that runs a checkpoint syncs with its own settings.
+    if config.durability == "strict":
+        conn.execute("PRAGMA synchronous=FULL; PRAGMA fullfsync=1; PRAGMA checkpoint_fullfsync=1")
+    else:  # a checkpoint must reach the disk before the WAL restarts, or the file is torn
+        conn.execute("PRAGMA synchronous=NORMAL; PRAGMA checkpoint_fullfsync=1")
+    if writer:
         conn.execute(f"PRAGMA journal_size_limit={config.wal_max_bytes}")
         conn.execute("PRAGMA cache_size=-65536")
         conn.wal_autocheckpoint(0)  # checkpoints run in the background, never in a commit
