@@ -60,11 +60,16 @@ def read_journal(path: Path) -> Journal:
     return journal
 
 
-def wait_for_acks(child: subprocess.Popen[bytes], journal: Path, acks: int) -> None:
+def wait_for_acks(
+    child: subprocess.Popen[bytes], journal: Path, acks: int, *, may_fail: bool = False
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise AssertionError(f"writer exited by itself with {child.returncode}")
+            if may_fail:  # a broken variant may trip over its own damage: check what it left
+                return
+            errors = read_journal(journal).errors
+            raise AssertionError(f"writer exited by itself with {child.returncode}: {errors}")
         if journal.exists() and journal.read_bytes().count(b'{"ack"') >= acks:
             return
         time.sleep(0.005)
@@ -91,7 +96,7 @@ def spawn_writer(
 
 def kill(child: subprocess.Popen[bytes]) -> None:
     if child.returncode is not None:
-        return  # killed already
+        return  # killed already, or exited by itself (only broken variants may)
     child.kill()
     _, stderr = child.communicate()
     assert child.returncode == -9 or sys.platform == "win32", stderr.decode()
@@ -101,7 +106,9 @@ def acks_in(journal: Path) -> int:
     return journal.read_bytes().count(b'{"ack"') if journal.exists() else 0
 
 
-def kill_writers(path: Path, journals: Path, rounds: int, seed: int, variant: str) -> CrashTally:
+def kill_writers(
+    path: Path, journals: Path, rounds: int, seed: int, variant: str, writers: int = WRITERS
+) -> CrashTally:
     """Each round, start two writer processes on one log, kill the first at a random moment,
     let the second go on a little, kill it, and check the reopened log against every journal
     so far. Raise DurabilityViolation at the first breach."""
@@ -111,7 +118,7 @@ def kill_writers(path: Path, journals: Path, rounds: int, seed: int, variant: st
     tally = CrashTally()
     for round_no in range(rounds):
         durability = "strict" if round_no % 2 == 0 else "normal"
-        paths = [journals / f"journal-{round_no}-{p}.jsonl" for p in range(WRITERS)]
+        paths = [journals / f"journal-{round_no}-{p}.jsonl" for p in range(writers)]
         children = [
             spawn_writer(path, j, f"k{round_no}p{p}", durability, rng.randrange(2**32), variant)
             for p, j in enumerate(paths)
@@ -120,21 +127,24 @@ def kill_writers(path: Path, journals: Path, rounds: int, seed: int, variant: st
             if round_no % KILL_AT_RANDOM_TIME_EVERY == KILL_AT_RANDOM_TIME_EVERY - 1:
                 time.sleep(rng.uniform(0.0, 0.4))
             else:
-                wait_for_acks(children[0], paths[0], rng.randint(1, 60))
+                wait_for_acks(
+                    children[0], paths[0], rng.randint(1, 60), may_fail=variant != "correct"
+                )
                 time.sleep(rng.uniform(0.0, 0.01))
             kill(children[0])
-            survivor_acks = acks_in(paths[1])
+            survivor_acks = acks_in(paths[-1])
             time.sleep(rng.uniform(0.0, 0.05))
         finally:
             for child in children:
                 kill(child)
         tally.kills += len(children)
-        tally.acked_after_other_killed += acks_in(paths[1]) - survivor_acks
+        if writers > 1:
+            tally.acked_after_other_killed += acks_in(paths[-1]) - survivor_acks
 
         journal_list = [read_journal(j) for j in paths]
         in_flight: set[str] = set()
         for journal in journal_list:
-            assert journal.errors == [], journal.errors
+            assert journal.errors == [] or variant != "correct", journal.errors
             attempted.update(journal.started)
             acked.update(journal.acked)
             unanswered = set(journal.started) - set(journal.acked)
@@ -172,5 +182,6 @@ def test_a_writer_splitting_appends_over_transactions_is_caught_after_a_kill(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(DurabilityViolation) as caught:
-        kill_writers(tmp_path / "split.db", tmp_path, 6, seed=7, variant="split-append")
+        # One writer process: the other's commits would only add noise to what is tested here.
+        kill_writers(tmp_path / "split.db", tmp_path, 6, seed=7, variant="split-append", writers=1)
     assert caught.value.kind == "partial", caught.value
