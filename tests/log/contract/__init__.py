@@ -1,0 +1,1 @@
+"""The contract every log backend passes. Add a backend in ``backends.py``; the suite is shared."""
