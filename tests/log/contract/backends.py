@@ -2,8 +2,9 @@
 
 A backend joins the suite by adding one :class:`Backend` to :data:`BACKENDS`: how to open a log
 at a path, how another process holds its write lock, whether its live-wake-up machinery is
-running, and two deliberately broken variants that the suite must catch (an expectation checked
-outside the write transaction, and a COMMIT that fails). Everything else is backend-neutral.
+running, a deliberately broken variant the suite must catch (an expectation checked outside
+the write transaction), and a faulty variant whose storage fails on demand. Everything else is
+backend-neutral.
 """
 
 from __future__ import annotations
@@ -96,10 +97,17 @@ class ContractLog(Log, Protocol):
         ...
 
 
-class FailingCommitLog(ContractLog, Protocol):
+class FaultyLog(ContractLog, Protocol):
+    """A real backend with two injectable storage faults (raised by the database itself)."""
+
     def fail_next_commit(self) -> None:
-        """Make the COMMIT of the next write transaction fail, for real, inside the backend."""
+        """Make the COMMIT of the next write transaction fail."""
         ...
+
+    # Besides: storing an event of type ``POISON`` fails inside the database (a constraint).
+
+
+POISON = "Poison"
 
 
 Opener = Callable[[Path, LogConfig | None, Clock | None], ContractLog]
@@ -111,7 +119,7 @@ class Backend:
     open: Opener
     open_early_check: Opener
     """Broken: checks expectations on a read before queueing, not inside the write transaction."""
-    open_failing_commit: Callable[[Path, LogConfig | None], FailingCommitLog]
+    open_faulty: Callable[[Path, LogConfig | None], FaultyLog]
     hold_write_lock: Callable[[Path], contextlib.AbstractContextManager[None]]
     """Another process takes the write lock and keeps it until the block exits."""
     waker_running: Callable[[ContractLog], bool]
@@ -158,9 +166,10 @@ def _open_early_check(path: Path, config: LogConfig | None, clock: Clock | None)
     return EarlyCheckSqliteLog(path, config, clock=clock)
 
 
-class _DoomedCommitWriter(SqliteWriter):
-    """Leaves a deferred foreign-key violation in the transaction when armed, so the real COMMIT
-    statement fails (SQLite checks deferred constraints at COMMIT)."""
+class _FaultyWriter(SqliteWriter):
+    """When armed, leaves a deferred foreign-key violation in the transaction, so the real
+    COMMIT statement fails (SQLite checks deferred constraints at COMMIT). A temporary trigger
+    makes SQLite refuse to insert any event of type ``POISON``."""
 
     def __init__(self, conn: Any, *args: Any) -> None:
         super().__init__(conn, *args)
@@ -169,7 +178,9 @@ class _DoomedCommitWriter(SqliteWriter):
             "PRAGMA foreign_keys=ON;"
             "CREATE TEMP TABLE doom_parent(id INTEGER PRIMARY KEY);"
             "CREATE TEMP TABLE doom_child(parent INTEGER "
-            "REFERENCES doom_parent(id) DEFERRABLE INITIALLY DEFERRED)"
+            "REFERENCES doom_parent(id) DEFERRABLE INITIALLY DEFERRED);"
+            "CREATE TEMP TRIGGER poison BEFORE INSERT ON main.events "
+            f"WHEN NEW.type = '{POISON}' BEGIN SELECT RAISE(ABORT, 'poisoned event'); END"
         )
 
     def _commit(self, conn: Any, batch: Any, acknowledge: Any) -> None:
@@ -179,17 +190,17 @@ class _DoomedCommitWriter(SqliteWriter):
         super()._commit(conn, batch, acknowledge)
 
 
-class FailingCommitSqliteLog(SqliteLog):
-    writer_class = _DoomedCommitWriter
+class FaultySqliteLog(SqliteLog):
+    writer_class = _FaultyWriter
 
     def fail_next_commit(self) -> None:
         writer = self._write
-        assert isinstance(writer, _DoomedCommitWriter)
+        assert isinstance(writer, _FaultyWriter)
         writer.armed.set()
 
 
-def _open_failing_commit(path: Path, config: LogConfig | None) -> FailingCommitLog:
-    return FailingCommitSqliteLog(path, config)
+def _open_faulty(path: Path, config: LogConfig | None) -> FaultyLog:
+    return FaultySqliteLog(path, config)
 
 
 _LOCKER = """
@@ -231,7 +242,7 @@ SQLITE = Backend(
     name="sqlite",
     open=_open_sqlite,
     open_early_check=_open_early_check,
-    open_failing_commit=_open_failing_commit,
+    open_faulty=_open_faulty,
     hold_write_lock=_sqlite_write_lock,
     waker_running=_sqlite_waker_running,
 )
