@@ -2,9 +2,9 @@
 
 A backend joins the suite by adding one :class:`Backend` to :data:`BACKENDS`: how to open a log
 at a path, how another process holds its write lock, whether its live-wake-up machinery is
-running, a deliberately broken variant the suite must catch (an expectation checked outside
-the write transaction), and a faulty variant whose storage fails on demand. Everything else is
-backend-neutral.
+running, deliberately broken variants the suite must catch (an expectation checked outside
+the write transaction, a batch blind to its own earlier appends), and a faulty variant whose
+storage fails on demand. Everything else is backend-neutral.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import apsw
 
 from facta.log import (
     AppendResult,
@@ -119,6 +121,9 @@ class Backend:
     open: Opener
     open_early_check: Opener
     """Broken: checks expectations on a read before queueing, not inside the write transaction."""
+    open_stale_batch: Opener
+    """Broken: checks every append of a batch against the state the batch started from, blind
+    to the earlier appends of the same batch."""
     open_faulty: Callable[[Path, LogConfig | None], FaultyLog]
     hold_write_lock: Callable[[Path], contextlib.AbstractContextManager[None]]
     """Another process takes the write lock and keeps it until the block exits."""
@@ -164,6 +169,32 @@ class EarlyCheckSqliteLog(SqliteLog):
 
 def _open_early_check(path: Path, config: LogConfig | None, clock: Clock | None) -> ContractLog:
     return EarlyCheckSqliteLog(path, config, clock=clock)
+
+
+class _StaleBatchWriter(SqliteWriter):
+    """Reads stream versions on a second connection, which sees only committed state."""
+
+    def _current_version(self, conn: Any, stream: str, versions: dict[str, int]) -> int:
+        if not hasattr(self, "_committed"):
+            self._committed = apsw.Connection(self.path)
+        row: Any = self._committed.execute(
+            "SELECT max(version) FROM events WHERE stream = ?", (stream,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+
+class StaleBatchSqliteLog(SqliteLog):
+    writer_class = _StaleBatchWriter
+
+    def close(self) -> None:
+        super().close()
+        committed = getattr(self._write, "_committed", None)
+        if committed is not None:
+            committed.close()
+
+
+def _open_stale_batch(path: Path, config: LogConfig | None, clock: Clock | None) -> ContractLog:
+    return StaleBatchSqliteLog(path, config, clock=clock)
 
 
 class _FaultyWriter(SqliteWriter):
@@ -233,15 +264,17 @@ def _sqlite_write_lock(path: Path) -> Iterator[None]:
 
 
 def _sqlite_waker_running(log: ContractLog) -> bool:
-    # The poller thread of PRAGMA data_version; no other part of the process uses this name.
+    # The thread polling PRAGMA data_version for this log.
     assert isinstance(log, SqliteLog)
-    return any(t.name == "facta-poller" and t.is_alive() for t in threading.enumerate())
+    thread = log._poller._thread
+    return thread is not None and thread.is_alive()
 
 
 SQLITE = Backend(
     name="sqlite",
     open=_open_sqlite,
     open_early_check=_open_early_check,
+    open_stale_batch=_open_stale_batch,
     open_faulty=_open_faulty,
     hold_write_lock=_sqlite_write_lock,
     waker_running=_sqlite_waker_running,

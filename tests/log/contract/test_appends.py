@@ -68,7 +68,9 @@ def test_every_expectation_kind_holds_or_fails_naming_stream_expected_and_actual
         log.append_sync("acct-1", [ev(n=1)], expect=expect)
     error = caught.value
     assert (error.stream, error.expected, error.actual) == ("acct-1", expect, fails_with)
-    assert "acct-1" in str(error)
+    message = str(error)
+    assert "acct-1" in message and (f"version {fails_with}" in message or fails_with == 0)
+    assert str(expect) in message if isinstance(expect, int) else "expected" in message
     assert log.head_sync() == head, "a failed expectation wrote events"
     assert log.stream_version_sync("acct-1") == existing
 
@@ -254,3 +256,15 @@ def test_events_get_uuid7_ids_clock_times_and_reserved_metadata(open_log: OpenLo
     assert second.recorded_at - first.recorded_at == timedelta(microseconds=1)
     assert (first.causation_id, first.correlation_id) == ("cmd-1", "flow-7")
     assert first.metadata == meta and first.schema_version == 1
+
+
+def test_events_and_keys_outlive_the_process_that_wrote_them(open_log: OpenLog) -> None:
+    first = open_log(name="kept")
+    original = first.append_sync("s", [ev(a=1)], expect=0, key="cmd-1", outcome={"n": 1})
+    first.close()
+    reopened = open_log(name="kept")
+    assert [e.data for e in reopened.read_stream_sync("s")] == [{"a": 1}]
+    again = reopened.append_sync("s", [ev(a=1)], expect=0, key="cmd-1", outcome={"n": 1})
+    assert again.replayed and again.first_position == original.first_position
+    nxt = reopened.append_sync("s", [ev(a=2)], expect=1)
+    assert nxt.first_position == 2, "a position was reused or skipped after reopening"

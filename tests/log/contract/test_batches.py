@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from facta.log import (
@@ -29,7 +29,7 @@ from facta.log import (
     WrongExpectedVersion,
 )
 
-from .backends import POISON, Backend, ContractLog
+from .backends import POISON, Backend, ContractLog, Opener
 
 IDS = (
     uuid.UUID(int=0x0190F0F0_0000_7000_8000_000000000001),
@@ -121,48 +121,90 @@ def ops(draw: st.DrawFn) -> Op:
 _examples = itertools.count()
 
 
-def test_a_batch_is_identical_to_its_appends_run_in_submission_order(
-    backend: Backend, tmp_path: Path
+class BatchMismatch(AssertionError):
+    """A batch answered or wrote differently from its appends run one after another."""
+
+
+def compare_batch(
+    batched: ContractLog, sequential: ContractLog, batch: list[Op], seeded: int
 ) -> None:
+    for log in (batched, sequential):
+        for i in range(seeded):
+            log.append_sync("s0", [NewEvent(type="Seed", data={"i": i})])
+    before = batches_run(batched)
+    held = asyncio.run(submit_held(batched, batch))
+    assert batches_run(batched) == before + 1, "the appends did not run as one batch"
+    one_by_one = asyncio.run(submit_one_by_one(sequential, batch))
+    for index, (a, b) in enumerate(zip(held, one_by_one, strict=True)):
+        if a != b:
+            raise BatchMismatch(f"append {index} of the batch: {a!r}; run one by one: {b!r}")
+    if log_rows(batched) != log_rows(sequential):
+        raise BatchMismatch("the batch wrote other events than its appends run one by one")
+    for key in ("k0", "k1"):
+        mine, theirs = batched.lookup_sync(key), sequential.lookup_sync(key)
+        if (mine and (mine.result, mine.outcome)) != (theirs and (theirs.result, theirs.outcome)):
+            raise BatchMismatch(f"key {key}: batch recorded {mine}, one by one {theirs}")
+
+
+def run_batch_property(
+    backend: Backend, open_batched: Opener, directory: Path, examples: int, stop_first: bool
+) -> tuple[int, int, list[BaseException]]:
+    """Compare ``examples`` random batches with their sequential runs; return how many ran,
+    how many had a same-stream or same-key collision, and the failures."""
     ran = 0
     collisions = 0
+    failures: list[BaseException] = []
 
     @settings(
-        max_examples=60,
+        max_examples=examples,
         deadline=None,
         database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        report_multiple_bugs=False,
+        phases=(Phase.generate,) if stop_first else tuple(Phase),
+        suppress_health_check=[HealthCheck.too_slow],
     )
     @given(st.lists(ops(), min_size=2, max_size=7), st.integers(0, 2))
     def batch_equals_sequence(batch: list[Op], seeded: int) -> None:
         nonlocal ran, collisions
         ran += 1
         n = next(_examples)
-        batched = backend.open(tmp_path / f"batched-{n}.db", None, None)
-        sequential = backend.open(tmp_path / f"sequential-{n}.db", None, None)
+        batched = open_batched(directory / f"batched-{n}.db", None, None)
+        sequential = backend.open(directory / f"sequential-{n}.db", None, None)
         try:
-            for log in (batched, sequential):
-                for i in range(seeded):
-                    log.append_sync("s0", [NewEvent(type="Seed", data={"i": i})])
-            before = batches_run(batched)
-            held = asyncio.run(submit_held(batched, batch))
-            assert batches_run(batched) == before + 1, "the appends did not run as one batch"
-            one_by_one = asyncio.run(submit_one_by_one(sequential, batch))
-            assert held == one_by_one
-            assert log_rows(batched) == log_rows(sequential)
-            for key in ("k0", "k1"):
-                a, b = batched.lookup_sync(key), sequential.lookup_sync(key)
-                assert (a and (a.result, a.outcome)) == (b and (b.result, b.outcome))
-            streams = [e.stream for op in batch for e in op.entries]
-            keys = [op.key for op in batch if op.key]
-            if len(streams) != len(set(streams)) or len(keys) != len(set(keys)):
-                collisions += 1
+            compare_batch(batched, sequential, batch, seeded)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
         finally:
             batched.close()
             sequential.close()
+        streams = [e.stream for op in batch for e in op.entries]
+        keys = [op.key for op in batch if op.key]
+        if len(streams) != len(set(streams)) or len(keys) != len(set(keys)):
+            collisions += 1
 
-    batch_equals_sequence()
+    try:
+        batch_equals_sequence()
+    except BaseException as exc:
+        if not failures:
+            failures.append(exc)
+    return ran, collisions, failures
+
+
+def test_a_batch_is_identical_to_its_appends_run_in_submission_order(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ran, collisions, failures = run_batch_property(backend, backend.open, tmp_path, 60, False)
+    assert not failures, f"a batch differed from its sequential run: {failures[0]!r}"
     assert ran >= 60 and collisions >= 30, (ran, collisions)
+
+
+def test_negative_control_a_batch_blind_to_its_own_appends_is_caught(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ran, _, failures = run_batch_property(backend, backend.open_stale_batch, tmp_path, 60, True)
+    assert failures, f"a batch blind to its earlier appends passed {ran} examples"
+    assert isinstance(failures[0], BatchMismatch), f"it failed by crashing: {failures[0]!r}"
 
 
 def ev(n: int) -> NewEvent:

@@ -200,3 +200,22 @@ def seed_live(log: ContractLog) -> None:
     log.append_sync("common-1", [ev(n=i) for i in range(250)])
     log.append_sync("rare-1", [ev("Rare", n=-1)])
     log.append_sync("common-1", [ev(n=i) for i in range(100)])
+
+
+def test_a_subscription_resumes_after_the_last_position_it_delivered(log: ContractLog) -> None:
+    seed(log, 230)
+
+    async def take(after: int, count: int) -> list[int]:
+        taken: list[int] = []
+        subscription = log.subscribe(after=after, page_size=40, idle_timeout=30.0)
+        async for event in subscription:
+            taken.append(event.position)
+            if len(taken) == count:
+                break
+        await subscription.aclose()  # type: ignore[attr-defined]
+        return taken
+
+    first = asyncio.run(take(0, 100))
+    log.append_sync("more", [ev(n=i) for i in range(20)])
+    rest = asyncio.run(take(first[-1], 150))
+    assert first + rest == list(range(1, 251))
