@@ -129,6 +129,11 @@ class Backend:
     """Another process takes the write lock and keeps it until the block exits."""
     waker_running: Callable[[ContractLog], bool]
     """Whether the machinery that notices other processes' commits is running for ``log``."""
+    snapshot_pinned: Callable[[Path], bool]
+    """Whether some connection holds a read snapshot of the log at ``path`` open (on SQLite:
+    a TRUNCATE checkpoint cannot complete). Only meaningful while nobody writes."""
+    pin_snapshot: Callable[[Path], contextlib.AbstractContextManager[None]]
+    """Hold a read snapshot open on a connection of our own (to prove the detector works)."""
 
 
 # -- SQLite ---------------------------------------------------------------------------------------
@@ -270,6 +275,28 @@ def _sqlite_waker_running(log: ContractLog) -> bool:
     return thread is not None and thread.is_alive()
 
 
+def _sqlite_snapshot_pinned(path: Path) -> bool:
+    conn = apsw.Connection(str(path))
+    try:
+        row: Any = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        busy, frames, _ = row
+    finally:
+        conn.close()
+    return bool(busy) or frames != 0
+
+
+@contextlib.contextmanager
+def _sqlite_pin_snapshot(path: Path) -> Iterator[None]:
+    conn = apsw.Connection(str(path))
+    try:
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM events").fetchone()
+        yield
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 SQLITE = Backend(
     name="sqlite",
     open=_open_sqlite,
@@ -278,6 +305,8 @@ SQLITE = Backend(
     open_faulty=_open_faulty,
     hold_write_lock=_sqlite_write_lock,
     waker_running=_sqlite_waker_running,
+    snapshot_pinned=_sqlite_snapshot_pinned,
+    pin_snapshot=_sqlite_pin_snapshot,
 )
 
 BACKENDS: dict[str, Backend] = {SQLITE.name: SQLITE}

@@ -8,13 +8,14 @@ import itertools
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from facta.log import Checkpoint, NewEvent, RecordedEvent
 
-from .backends import ContractLog
+from .backends import Backend, ContractLog
 
 
 def ev(kind: str = "Common", **data: object) -> NewEvent:
@@ -219,3 +220,31 @@ def test_a_subscription_resumes_after_the_last_position_it_delivered(log: Contra
     log.append_sync("more", [ev(n=i) for i in range(20)])
     rest = asyncio.run(take(first[-1], 150))
     assert first + rest == list(range(1, 251))
+
+
+def test_a_consumer_holding_an_event_holds_no_read_snapshot(
+    backend: Backend, log: ContractLog
+) -> None:
+    """Pages are read, released, then yielded: a read transaction never spans an ``await``."""
+    seed(log, 300)
+    path = Path(log.path)
+
+    async def hold_then_finish() -> tuple[bool, bool, list[int]]:
+        subscription = log.subscribe(after=0, page_size=50, idle_timeout=30.0)
+        positions = [(await anext(subscription)).position]
+        await asyncio.to_thread(log.append_sync, "more", [ev(n=i) for i in range(100)])
+        pinned = await asyncio.to_thread(backend.snapshot_pinned, path)
+        with backend.pin_snapshot(path):
+            await asyncio.to_thread(log.append_sync, "more", [ev(n=-1)])
+            detector_works = await asyncio.to_thread(backend.snapshot_pinned, path)
+        async for event in subscription:
+            positions.append(event.position)
+            if event.position == 401:
+                break
+        await subscription.aclose()  # type: ignore[attr-defined]
+        return pinned, detector_works, positions
+
+    pinned, detector_works, positions = asyncio.run(hold_then_finish())
+    assert detector_works, "the snapshot detector missed a snapshot held on purpose"
+    assert not pinned, "a subscription held a read snapshot while its consumer held an event"
+    assert positions == list(range(1, 402))
