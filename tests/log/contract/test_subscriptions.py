@@ -60,7 +60,6 @@ class Writer(threading.Thread):
         self.events_per_append = events_per_append
         self.pause = pause
         self.stop = threading.Event()
-        self.written = 0
 
     def run(self) -> None:
         n = 0
@@ -68,7 +67,6 @@ class Writer(threading.Thread):
             batch = [ev(n=n + i) for i in range(self.events_per_append)]
             self.log.append_sync(f"live-{n % 3}", batch)
             n += self.events_per_append
-            self.written = n
             time.sleep(self.pause)
 
 
