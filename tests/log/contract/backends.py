@@ -27,6 +27,7 @@ from facta.log import (
     Expectation,
     Log,
     LogConfig,
+    LogStats,
     NewEvent,
     OutcomeRecord,
     RecordedEvent,
@@ -80,6 +81,8 @@ class ContractLog(Log, Protocol):
     def stream_version_sync(self, stream: str) -> int: ...
 
     def lookup_sync(self, key: str) -> OutcomeRecord | None: ...
+
+    def stats_sync(self) -> LogStats: ...
 
     def hold_writer(self) -> contextlib.AbstractContextManager[None]:
         """Appends queue up, but no write transaction runs until the block exits."""
