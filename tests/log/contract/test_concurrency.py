@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from facta.log import Expect, Expectation, NewEvent, StreamAppend
+from facta.log import AppendResult, Expect, Expectation, NewEvent, StreamAppend
 
 from .backends import Backend, ContractLog
 from .history import Attempt, HistoryViolation, check_history
@@ -246,3 +246,36 @@ def test_negative_control_property_catches_the_broken_backend(
     first = failures[0]
     assert isinstance(first, HistoryViolation), f"it failed by crashing: {first!r}"
     assert first.kind in ("double-success", "expectation-not-held"), first
+
+
+@pytest.mark.parametrize("mode", ["threads", "gather"])
+def test_racing_retries_of_one_keyed_request_write_it_once(log: ContractLog, mode: str) -> None:
+    """Eight concurrent sends of the same keyed request: one writes, seven get its result."""
+    entries = (StreamAppend("acct", (NewEvent(type="Deposited", data={"amount": 5}),), 0),)
+    tries = 8
+
+    def send() -> AppendResult:
+        return log.append_many_sync(entries, key="deposit-1", outcome={"balance": 5})
+
+    if mode == "threads":
+        with ThreadPoolExecutor(tries) as pool:
+            results = list(pool.map(lambda _: send(), range(tries)))
+    else:
+
+        async def gather() -> list[AppendResult]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        log.append_many(entries, key="deposit-1", outcome={"balance": 5})
+                        for _ in range(tries)
+                    )
+                )
+            )
+
+        results = asyncio.run(gather())
+    assert sum(not r.replayed for r in results) == 1
+    assert {(r.first_position, r.last_position, r.streams) for r in results} == {
+        (1, 1, results[0].streams)
+    }
+    assert all(r.outcome == {"balance": 5} for r in results)
+    assert log.head_sync() == 1
