@@ -246,3 +246,25 @@ def test_a_consumer_holding_an_event_holds_no_read_snapshot(
     assert detector_works, "the snapshot detector missed a snapshot held on purpose"
     assert not pinned, "a subscription held a read snapshot while its consumer held an event"
     assert positions == list(range(1, 402))
+
+
+def test_a_subscriber_wakes_for_a_commit_from_another_task(log: ContractLog) -> None:
+    """With a 30 s idle timeout only a wake-up can deliver these events in time."""
+
+    async def main() -> list[int]:
+        got: list[int] = []
+
+        async def follow() -> None:
+            async for event in log.subscribe(after=0, idle_timeout=30.0):
+                got.append(event.position)
+                if len(got) == 5:
+                    return
+
+        follower = asyncio.create_task(follow())
+        for n in range(5):
+            await asyncio.sleep(0.02)
+            await log.append("s", [ev(n=n)])
+        await asyncio.wait_for(follower, 10)
+        return got
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5]
