@@ -88,8 +88,8 @@ class GroupCommit:
             self._execute(batch)
             with self._cond:
                 self._running = False
-                if self._queue:
-                    self._cond.notify_all()
+                # Wake the writer thread for queued appends, and hold() waiting for the runner.
+                self._cond.notify_all()
         if not pending.done.wait(max(0.0, deadline - time.monotonic())):
             raise AppendTimeout(
                 f"append got no answer within {self._timeout}s; it may or may not be written"

@@ -91,6 +91,7 @@ class SqliteLog:
         self._all_readers: list[Any] = []
         self._readers_lock = threading.Lock()
         self._executor_sem = threading.BoundedSemaphore(8)
+        self._writer_conn_lock = threading.Lock()
         self._poll_conn: Any = None
         self.signal = CommitSignal(start_poller=self._ensure_poller)
         self._poller = DataVersionPoller(
@@ -516,7 +517,9 @@ class SqliteLog:
 
     @contextlib.contextmanager
     def _group_lock(self) -> Iterator[None]:
-        with self._group.hold():
+        # hold() keeps the writer off its connection but lets several holders in at once; the
+        # lock keeps two readers of the writer connection (stats from two threads) apart.
+        with self._writer_conn_lock, self._group.hold():
             yield
 
     def effective_durability(self) -> dict[str, Any]:

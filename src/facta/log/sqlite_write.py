@@ -125,8 +125,8 @@ class SqliteWriter:
             versions: dict[str, int] = {}
             failed_at: int | None = None
             for index, pending in enumerate(batch):
-                if pending.error is not None and not isinstance(pending.error, FactaError):
-                    continue  # excluded by an earlier attempt
+                if isinstance(pending.error, CommitFailed):
+                    continue  # excluded by an earlier attempt (CommitFailed is a FactaError)
                 pending.error = None
                 pending.result = None
                 try:
