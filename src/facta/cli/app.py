@@ -100,7 +100,9 @@ def _usage_error(exc: Exception) -> tuple[int, str] | None:
     format_message = getattr(exc, "format_message", None)
     exit_code = getattr(exc, "exit_code", None)
     if callable(format_message) and isinstance(exit_code, int):
-        return EXIT_BAD_INPUT, f"{format_message()} (see 'facta --help')"
+        context = getattr(exc, "ctx", None)
+        command = getattr(context, "command_path", None) or "facta"
+        return EXIT_BAD_INPUT, f"{format_message()} (see '{command} --help')"
     if type(exc).__name__ == "Abort":
         return 130, "aborted"
     return None
