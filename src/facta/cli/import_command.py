@@ -114,7 +114,7 @@ def progress_bar(name: str, show: bool) -> Iterator[ProgressHooks]:
         import time
 
         seconds = time.perf_counter() - state.started
-        rate = f"{state.done / seconds:,.0f}" if seconds > 0 else "-"
+        rate = f"{state.processed / seconds:,.0f}" if seconds > 0 and state.processed else "-"
         bar.update(task[0], completed=state.done, rate=rate, rejected=state.rejected)
 
     with bar:

@@ -76,6 +76,7 @@ class ImportProgress:
 
     total: int
     done: int = 0
+    processed: int = 0  # records of batches this run appended (not skipped)
     written: int = 0
     events: int = 0
     rejected: int = 0
@@ -90,6 +91,7 @@ class ImportSummary:
     sha256: str
     format: str
     records: int
+    processed: int
     events: int
     written: int
     rejected: int
@@ -104,6 +106,7 @@ class ImportSummary:
             "sha256": self.sha256,
             "format": self.format,
             "records": self.records,
+            "processed": self.processed,
             "events": self.events,
             "written": self.written,
             "rejected": self.rejected,
@@ -111,7 +114,9 @@ class ImportSummary:
             "skipped_batches": self.skipped_batches,
             "rejects_file": self.rejects_file,
             "seconds": round(self.seconds, 3),
-            "records_per_second": round(self.records / self.seconds) if self.seconds else None,
+            "records_per_second": (
+                round(self.processed / self.seconds) if self.seconds and self.processed else None
+            ),
         }
 
 
@@ -190,6 +195,7 @@ class FileImport:
             sha256=self.sha256,
             format=self.format,
             records=progress.done,
+            processed=progress.processed,
             events=progress.events,
             written=progress.written,
             rejected=progress.rejected,
@@ -290,6 +296,7 @@ class FileImport:
             progress.skipped_batches += 1
         else:
             progress.written += events
+            progress.processed += done.raw.size
 
     def _commit(
         self,
