@@ -47,18 +47,27 @@ app.command("stats")(stats)
 app.command("import")(import_command)
 
 
-def _add_bench(target: typer.Typer) -> None:
-    """``facta bench`` lives in ``facta.bench.cli`` when that package is installed."""
+@app.command(
+    "bench",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(context: typer.Context) -> None:
+    """Benchmarks of the log: facta bench log (see facta bench --help)."""
+    # Imported on use only, so the benchmarks' dependencies never slow down or break the rest.
     try:
         module = importlib.import_module("facta.bench.cli")
     except ModuleNotFoundError as exc:
-        if exc.name in ("facta.bench", "facta.bench.cli"):
-            return
-        raise
-    target.add_typer(module.bench_app, name="bench")
-
-
-_add_bench(app)
+        raise InvalidInput(
+            f"facta bench is not available: module {exc.name!r} is missing "
+            "(pip install -e '.[bench]')"
+        ) from None
+    wrapper = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    wrapper.add_typer(module.bench_app, name="bench")
+    command = typer.main.get_command(wrapper)
+    result = command.main(args=["bench", *context.args], prog_name="facta", standalone_mode=False)
+    if isinstance(result, int) and result != 0:
+        raise typer.Exit(result)
 
 
 def exit_code_of(error: BaseException) -> int:
