@@ -228,3 +228,23 @@ def test_refusals_happen_before_the_log_is_touched(tmp_path: Path) -> None:
         FileImport(tmp_path / "rows.txt", settings())
     with pytest.raises(InvalidInput, match="invalid event type"):
         FileImport(source, ImportSettings(event_type="bad type", stream="row-{id}"))
+
+
+def test_csv_with_bom_and_crlf_line_ends_reads_like_plain_csv(
+    tmp_path: Path, log: SqliteLog
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_bytes(b"\xef\xbb\xbfid,n\r\na,1\r\n\r\nb,2\r\n")
+    import_file(log, source, settings())
+    events = events_of(log)
+    assert [(e.stream, e.data, e.metadata["line"]) for e in events] == [
+        ("row-a", {"id": "a", "n": 1}, 2),
+        ("row-b", {"id": "b", "n": 2}, 4),
+    ]
+
+
+def test_csv_with_duplicate_column_names_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text("id,n,n\na,1,2\n")
+    with pytest.raises(InvalidInput, match="column names must be unique, found 'n' twice"):
+        FileImport(source, settings())
