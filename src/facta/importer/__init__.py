@@ -12,7 +12,8 @@ from facta.importer.job import (
     import_file,
     import_key,
 )
-from facta.importer.sources import FORMATS, Format, detect_format, file_sha256
+from facta.importer.records import Format
+from facta.importer.sources import FORMATS, detect_format, file_sha256
 from facta.importer.template import RowError, StreamTemplate
 
 __all__ = [

@@ -22,11 +22,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from facta.importer.records import RawBatch, Records, Source
 from facta.importer.rejects import RejectFile
 from facta.importer.sources import (
-    RawBatch,
-    Records,
-    Source,
     default_rejects_path,
     detect_format,
     file_sha256,
