@@ -217,7 +217,8 @@ def test_refusals_happen_before_the_log_is_touched(tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"stream": "row-{nope}"}, "'nope', not a column of the file"),
         ({"format": "xml"}, "unknown format 'xml'"),
-        ({"batch_size": 0}, "batch size"),
+        ({"batch_size": 0}, "batch size must be between 1 and 10000, found 0"),
+        ({"batch_size": 10_001}, "batch size must be between 1 and 10000, found 10001"),
     ]
     for options, reason in cases:
         with pytest.raises(InvalidInput, match=reason):

@@ -34,6 +34,7 @@ from facta.importer.template import RowError, StreamTemplate
 from facta.log import (
     IdempotencyKeyReused,
     InvalidInput,
+    LogConfig,
     NewEvent,
     SqliteLog,
     StreamAppend,
@@ -147,11 +148,14 @@ class FileImport:
 
     log: SqliteLog
 
-    def __init__(self, path: str | Path, settings: ImportSettings) -> None:
+    def __init__(
+        self, path: str | Path, settings: ImportSettings, config: LogConfig | None = None
+    ) -> None:
         file = Path(path)
         size = settings.batch_size
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise InvalidInput(f"batch size must be a positive integer, found {size!r}")
+        limit = (config or LogConfig()).max_append_events
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= limit:
+            raise InvalidInput(f"batch size must be between 1 and {limit}, found {size!r}")
         if settings.on_error not in ("reject", "abort"):
             raise InvalidInput(f"on_error must be 'reject' or 'abort', found {settings.on_error!r}")
         check_event_type(settings.event_type)
