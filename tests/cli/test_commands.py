@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facta.log import SqliteLog
+from facta.cli import exit_code_of
+from facta.log import (
+    CommitFailed,
+    DuplicateEventId,
+    IdempotencyKeyReused,
+    InvalidInput,
+    LogBusy,
+    SqliteLog,
+    WrongExpectedVersion,
+)
 from tests.cli.console import Facta, run_facta
 
 
@@ -183,3 +192,11 @@ def test_help_lists_every_command() -> None:
     assert result.code == 0
     for command in ("append", "read", "tail", "streams", "stats", "import"):
         assert command in result.stdout
+
+
+def test_every_facta_error_maps_to_its_documented_exit_status() -> None:
+    assert exit_code_of(WrongExpectedVersion("s", 1, 2)) == 3
+    for bad_input in (InvalidInput("x"), IdempotencyKeyReused("k"), DuplicateEventId("i")):
+        assert exit_code_of(bad_input) == 2
+    for failure in (LogBusy("facta.db", 5.0), CommitFailed("facta.db", OSError("disk full"))):
+        assert exit_code_of(failure) == 1

@@ -78,3 +78,15 @@ def test_on_error_abort_exits_2_naming_the_line_and_keeps_earlier_batches(
         "import", str(source), "--type", "T", "--stream", "p-{id}", "--on-error", "x"
     )
     bad_choice.assert_one_line_error(2, "--on-error")
+
+
+def test_progress_bar_is_drawn_on_stderr_when_asked(facta: Facta, tmp_path: Path) -> None:
+    source = write_rows(tmp_path)
+    result = facta(
+        "import", str(source), "--type", "PersonListed", "--stream", "person-{id}", "--progress"
+    )
+    assert result.code == 0, result.stderr
+    assert "people.csv" in result.stderr and "5/5" in result.stderr
+    assert result.json_lines()[0]["records"] == 5
+    quiet = facta("import", str(source), "--type", "PersonListed", "--stream", "person-{id}")
+    assert quiet.stderr == ""
