@@ -61,6 +61,9 @@ class CsvSource:
         def read(types: dict[str, Any]) -> Any:
             return pacsv.read_csv(
                 path,
+                # One thread: as fast here, and pyarrow's worker threads calling the Python
+                # row handler could abort the interpreter at exit (seen ~1 run in 80).
+                read_options=pacsv.ReadOptions(use_threads=False),
                 parse_options=pacsv.ParseOptions(
                     newlines_in_values=True, invalid_row_handler=lambda _: "skip"
                 ),

@@ -12,10 +12,10 @@ so it is refused.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -177,6 +177,16 @@ class FileImport:
         on_progress: Callable[[ImportProgress], None] | None = None,
     ) -> ImportSummary:
         """Import into ``log``; safe to rerun after a crash (committed batches are skipped)."""
+        return asyncio.run(self.run_async(log, on_start=on_start, on_progress=on_progress))
+
+    async def run_async(
+        self,
+        log: SqliteLog,
+        *,
+        on_start: Callable[[ImportProgress], None] | None = None,
+        on_progress: Callable[[ImportProgress], None] | None = None,
+    ) -> ImportSummary:
+        """:meth:`run` for a caller already inside an event loop."""
         limit = log.config.max_append_events
         if self.settings.batch_size > limit:
             raise InvalidInput(
@@ -189,7 +199,7 @@ class FileImport:
             on_start(progress)
         self.rejects.restart()
         try:
-            self._run_batches(progress, on_progress)
+            await self._run_batches(progress, on_progress)
         finally:
             self.rejects.close()
         return ImportSummary(
@@ -240,10 +250,10 @@ class FileImport:
                     f"found {wanted[name]!r}"
                 )
 
-    def _run_batches(
+    async def _run_batches(
         self, progress: ImportProgress, on_progress: Callable[[ImportProgress], None] | None
     ) -> None:
-        """Build batch i+1 while batch i commits; commits stay in file order, one at a time.
+        """Read and encode batch i+1 while the log's writer thread commits batch i.
 
         A batch is submitted only after the one before it committed, so the committed batches
         are always a prefix of the file, and the reject file follows that prefix.
@@ -254,26 +264,28 @@ class FileImport:
             if on_progress is not None:
                 on_progress(progress)
 
-        with ThreadPoolExecutor(1, thread_name_prefix="facta-import") as committer:
-            inflight: Future[_Done] | None = None
+        inflight: asyncio.Task[_Done] | None = None
+        try:
             for raw in self.source.batches(self.settings.batch_size):
-                try:
-                    step = self._plan(raw)
-                except BaseException:
-                    if inflight is not None:
-                        finish(inflight.result())
-                    raise
+                step = self._plan(raw)
                 if inflight is not None:
-                    finish(inflight.result())
-                    inflight = None
+                    task, inflight = inflight, None
+                    finish(await task)
                 if isinstance(step, _Done):
                     finish(step)
                 else:
-                    inflight = committer.submit(step)
+                    inflight = asyncio.create_task(step())
+                    # Let it encode and queue its append now; the writer thread commits it
+                    # while this loop reads the next batch.
+                    await asyncio.sleep(0)
             if inflight is not None:
-                finish(inflight.result())
+                task, inflight = inflight, None
+                finish(await task)
+        finally:
+            if inflight is not None:  # planning failed: let the queued batch land, then report
+                finish(await inflight)
 
-    def _plan(self, raw: RawBatch) -> _Done | Callable[[], _Done]:
+    def _plan(self, raw: RawBatch) -> _Done | Callable[[], Coroutine[Any, Any, _Done]]:
         """A batch committed by an earlier run, or the work that commits it."""
         key = batch_key(self.sha256, self.settings.batch_size, raw.index)
         found = self.log.lookup_sync(key)
@@ -300,7 +312,7 @@ class FileImport:
             progress.written += events
             progress.processed += done.raw.size
 
-    def _commit(
+    async def _commit(
         self,
         key: str,
         raw: RawBatch,
@@ -309,7 +321,7 @@ class FileImport:
     ) -> _Done:
         outcome = _outcome(raw.size, events, rejects)
         try:
-            result = self.log.append_many_sync(_entries(events), key=key, outcome=outcome)
+            result = await self.log.append_many(_entries(events), key=key, outcome=outcome)
         except IdempotencyKeyReused:
             raise InvalidInput(
                 f"batch {raw.index} of {str(self.file)!r} was already imported with different "
@@ -319,7 +331,7 @@ class FileImport:
             self._reject_invalid(raw, events, rejects, exc)
             outcome = _outcome(raw.size, events, rejects)
             try:
-                result = self.log.append_many_sync(_entries(events), key=key, outcome=outcome)
+                result = await self.log.append_many(_entries(events), key=key, outcome=outcome)
             except InvalidInput as again:
                 raise InvalidInput(
                     f"batch {raw.index} (lines {raw.first_line}-{raw.last_line}) cannot be "

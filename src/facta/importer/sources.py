@@ -157,7 +157,8 @@ class ParquetSource:
         held = 0
         start = 0
         index = 0
-        for record_batch in self._file.iter_batches(batch_size=size):
+        # One thread: a parquet worker thread left behind can abort the interpreter at exit.
+        for record_batch in self._file.iter_batches(batch_size=size, use_threads=False):
             pending.append(record_batch)
             held += record_batch.num_rows
             while held >= size:
