@@ -121,6 +121,11 @@ def test_reading_commands_refuse_a_missing_log(tmp_path: Path) -> None:
         result = run_facta(*command, "--log", missing)
         result.assert_one_line_error(2, "does not exist")
     assert not (tmp_path / "nothing.db").exists()
+    run_facta("stats", "--log", str(tmp_path)).assert_one_line_error(2, "is a directory")
+    (tmp_path / "text.db").write_text("not a database, just text\n" * 100)
+    run_facta("stats", "--log", str(tmp_path / "text.db")).assert_one_line_error(
+        2, "is not a SQLite database"
+    )
 
 
 def test_log_option_overrides_the_environment(facta: Facta, tmp_path: Path) -> None:

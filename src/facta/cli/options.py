@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import apsw
 import typer
 
 from facta.log import InvalidInput, SqliteLog
@@ -25,10 +26,13 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON lines instead o
 
 def open_log(path: Path, *, create: bool) -> SqliteLog:
     """Open the log at ``path``; a command that only reads refuses to create one."""
+    if path.is_dir():
+        raise InvalidInput(f"log path {str(path)!r} is a directory, expected a file")
     if not create and not path.is_file():
         raise InvalidInput(
             f"log file {str(path)!r} does not exist (pass --log PATH or set FACTA_LOG)"
         )
-    if path.is_dir():
-        raise InvalidInput(f"log path {str(path)!r} is a directory, expected a file")
-    return SqliteLog(path)
+    try:
+        return SqliteLog(path)
+    except apsw.NotADBError:
+        raise InvalidInput(f"log file {str(path)!r} is not a SQLite database") from None
