@@ -148,7 +148,7 @@ def test_json_lines_keep_parsed_values_and_count_blank_lines(
 ) -> None:
     source = tmp_path / "rows.jsonl"
     source.write_text(
-        '{"id": "a", "nested": {"k": [1, 2.5, null]}, "ok": true}\n'
+        '\ufeff{"id": "a", "nested": {"k": [1, 2.5, null]}, "ok": true}\r\n'
         "\n"
         "{not json\n"
         "[1, 2]\n"

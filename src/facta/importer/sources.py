@@ -73,7 +73,9 @@ class JsonLinesSource:
         total = 0
         first: Any = None
         with open(path, "rb") as handle:
-            for line in handle:
+            for number, line in enumerate(handle, start=1):
+                if number == 1:
+                    line = line.removeprefix(_BOM)
                 if line.strip():
                     total += 1
                     if first is None:
@@ -91,6 +93,8 @@ class JsonLinesSource:
         index = 0
         with open(self.path, "rb") as handle:
             for number, line in enumerate(handle, start=1):
+                if number == 1:
+                    line = line.removeprefix(_BOM)
                 if not line.strip():
                     continue
                 chunk.append((number, line))
@@ -108,6 +112,7 @@ class JsonLinesSource:
 
 
 _decoder = msgspec.json.Decoder()
+_BOM = b"\xef\xbb\xbf"
 
 
 def _decode_lines(chunk: list[tuple[int, bytes]]) -> Records:
