@@ -292,8 +292,8 @@ class FileImport:
         if found is not None:
             return _Done(raw, found.outcome, skipped=True)
         rejects: list[dict[str, Any]] = []
-        events = self._events(raw, raw.load(), rejects)
-        return functools.partial(self._commit, key, raw, events, rejects)
+        groups = self._events(raw, raw.load(), rejects)
+        return functools.partial(self._commit, key, raw, groups, rejects)
 
     def _finish(self, done: _Done, progress: ImportProgress) -> None:
         outcome = done.outcome
@@ -313,25 +313,21 @@ class FileImport:
             progress.processed += done.raw.size
 
     async def _commit(
-        self,
-        key: str,
-        raw: RawBatch,
-        events: list[tuple[str, NewEvent, int]],
-        rejects: list[dict[str, Any]],
+        self, key: str, raw: RawBatch, groups: _Groups, rejects: list[dict[str, Any]]
     ) -> _Done:
-        outcome = _outcome(raw.size, events, rejects)
+        outcome = _outcome(raw.size, groups, rejects)
         try:
-            result = await self.log.append_many(_entries(events), key=key, outcome=outcome)
+            result = await self.log.append_many(_entries(groups), key=key, outcome=outcome)
         except IdempotencyKeyReused:
             raise InvalidInput(
                 f"batch {raw.index} of {str(self.file)!r} was already imported with different "
                 "content (was the file imported by another facta version?)"
             ) from None
         except InvalidInput as exc:
-            self._reject_invalid(raw, events, rejects, exc)
-            outcome = _outcome(raw.size, events, rejects)
+            groups = self._reject_invalid(raw, groups, rejects, exc)
+            outcome = _outcome(raw.size, groups, rejects)
             try:
-                result = await self.log.append_many(_entries(events), key=key, outcome=outcome)
+                result = await self.log.append_many(_entries(groups), key=key, outcome=outcome)
             except InvalidInput as again:
                 raise InvalidInput(
                     f"batch {raw.index} (lines {raw.first_line}-{raw.last_line}) cannot be "
@@ -340,15 +336,14 @@ class FileImport:
         # A replay means another importer committed this batch first: its outcome is the truth.
         return _Done(raw, result.outcome, skipped=result.replayed)
 
-    def _events(
-        self, raw: RawBatch, records: Records, rejects: list[dict[str, Any]]
-    ) -> list[tuple[str, NewEvent, int]]:
-        """(stream, event, line) per good record, in file order; bad records go to ``rejects``."""
+    def _events(self, raw: RawBatch, records: Records, rejects: list[dict[str, Any]]) -> _Groups:
+        """The batch's events by stream (streams in order of first record, events in file
+        order); bad records go to ``rejects``."""
         event_type = self.settings.event_type
         render = self.template.compile()
         meta_import = self._meta_import
         problems = records.problems
-        out: list[tuple[str, NewEvent, int]] = []
+        groups: _Groups = {}
         for position, (line, row) in enumerate(zip(records.lines, records.rows, strict=True)):
             if row is None:
                 reason, record = problems[position]
@@ -360,35 +355,40 @@ class FileImport:
                 self._bad(raw, line, str(exc), row, rejects)
                 continue
             metadata = {"import": meta_import, "line": line}
-            out.append((stream, NewEvent(type=event_type, data=row, metadata=metadata), line))
-        return out
+            event = NewEvent(type=event_type, data=row, metadata=metadata)
+            found = groups.get(stream)
+            if found is None:
+                groups[stream] = [event]
+            else:
+                found.append(event)
+        return groups
 
     def _reject_invalid(
-        self,
-        raw: RawBatch,
-        events: list[tuple[str, NewEvent, int]],
-        rejects: list[dict[str, Any]],
-        error: InvalidInput,
-    ) -> None:
+        self, raw: RawBatch, groups: _Groups, rejects: list[dict[str, Any]], error: InvalidInput
+    ) -> _Groups:
         """The batch was refused: find the events the log refuses on their own, reject them."""
         config = self.log.config
-        kept: list[tuple[str, NewEvent, int]] = []
-        for stream, event, line in events:
-            try:
-                prepare_append(
-                    [StreamAppend(stream, (event,))], key=None, outcome=None, config=config
-                )
-            except InvalidInput as exc:
-                self._bad(raw, line, str(exc), event.data, rejects)
-                continue
-            kept.append((stream, event, line))
-        if len(kept) == len(events):
+        refused: list[tuple[int, str, NewEvent]] = []
+        kept: _Groups = {}
+        for stream, events in groups.items():
+            for event in events:
+                try:
+                    prepare_append(
+                        [StreamAppend(stream, (event,))], key=None, outcome=None, config=config
+                    )
+                except InvalidInput as exc:
+                    refused.append((int(event.metadata["line"]), str(exc), event))
+                    continue
+                kept.setdefault(stream, []).append(event)
+        if not refused:
             raise InvalidInput(
                 f"batch {raw.index} (lines {raw.first_line}-{raw.last_line}) cannot be "
                 f"appended: {error}; try a smaller --batch-size"
             )
+        for line, reason, event in sorted(refused, key=lambda item: item[0]):
+            self._bad(raw, line, reason, event.data, rejects)
         rejects.sort(key=lambda item: int(item["line"]))
-        events[:] = kept
+        return kept
 
     def _bad(
         self, raw: RawBatch, line: int, reason: str, record: Any, rejects: list[dict[str, Any]]
@@ -403,6 +403,9 @@ class FileImport:
         rejects.append({"line": line, "reason": reason, "record": _plain(record)})
 
 
+_Groups = dict[str, list[NewEvent]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Done:
     raw: RawBatch
@@ -410,21 +413,13 @@ class _Done:
     skipped: bool
 
 
-def _entries(events: list[tuple[str, NewEvent, int]]) -> list[StreamAppend]:
-    by_stream: dict[str, list[NewEvent]] = {}
-    for stream, event, _ in events:
-        found = by_stream.get(stream)
-        if found is None:
-            by_stream[stream] = [event]
-        else:
-            found.append(event)
-    return [StreamAppend(stream, group) for stream, group in by_stream.items()]
+def _entries(groups: _Groups) -> list[StreamAppend]:
+    return [StreamAppend(stream, events) for stream, events in groups.items()]
 
 
-def _outcome(
-    size: int, events: list[tuple[str, NewEvent, int]], rejects: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {"records": size, "events": len(events), "rejects": rejects}
+def _outcome(size: int, groups: _Groups, rejects: list[dict[str, Any]]) -> dict[str, Any]:
+    events = sum(len(events) for events in groups.values())
+    return {"records": size, "events": events, "rejects": rejects}
 
 
 def _plain(record: Any) -> Any:
