@@ -32,9 +32,9 @@ FORMATS: dict[str, Format] = {
 
 def detect_format(path: Path, given: str | None) -> Format:
     if given is not None:
-        lowered = given.lower()
-        if lowered in ("csv", "jsonl", "parquet"):
-            return lowered  # type: ignore[return-value]
+        named: dict[str, Format] = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
+        if given.lower() in named:
+            return named[given.lower()]
         raise InvalidInput(f"unknown format {given!r}: expected csv, jsonl or parquet")
     found = FORMATS.get(path.suffix.lower())
     if found is None:
