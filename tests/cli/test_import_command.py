@@ -90,3 +90,12 @@ def test_progress_bar_is_drawn_on_stderr_when_asked(facta: Facta, tmp_path: Path
     assert result.json_lines()[0]["records"] == 5
     quiet = facta("import", str(source), "--type", "PersonListed", "--stream", "person-{id}")
     assert quiet.stderr == ""
+
+
+def test_a_reject_file_that_cannot_be_written_is_bad_input(facta: Facta, tmp_path: Path) -> None:
+    source = write_rows(tmp_path)
+    result = facta(
+        "import", str(source), "--type", "PersonListed", "--stream", "person-{id}",
+        "--rejects", str(tmp_path / "missing-dir" / "rejects.jsonl"),
+    )  # fmt: skip
+    result.assert_one_line_error(2, "No such file or directory", "missing-dir")

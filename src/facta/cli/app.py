@@ -1,7 +1,8 @@
 """The ``facta`` command: the typer app, its commands, and the one place errors become exits.
 
 Exit status: 0 success, 1 the operation failed (log busy, I/O error, internal error), 2 bad
-input (usage, invalid data, invalid names, a refused import), 3 a failed expectation
+input (usage, invalid data, invalid names, a refused import, a path that does not exist or may
+not be written), 3 a failed expectation
 (``WrongExpectedVersion``). An error is one line on stderr, never a traceback (set
 ``FACTA_DEBUG=1`` to see one).
 """
@@ -92,6 +93,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        return _fail(EXIT_BAD_INPUT, f"{exc.strerror}: {exc.filename!r}")
+    except OSError as exc:
+        return _fail(EXIT_FAILED, f"{exc.strerror or exc}: {exc.filename!r}")
     except Exception as exc:
         usage = _usage_error(exc)
         if usage is not None:
