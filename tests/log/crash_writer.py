@@ -1,6 +1,6 @@
 """A writer process for the crash test: appends from threads and asyncio tasks until killed.
 
-    python crash_writer.py LOG JOURNAL NAME DURABILITY SEED [VARIANT]
+    python -m tests.log.crash_writer LOG JOURNAL NAME DURABILITY SEED [VARIANT]
 
 VARIANT names a log class of ``broken_logs.VARIANTS`` (default ``correct``).
 
@@ -21,10 +21,10 @@ import time
 from typing import Any
 
 import msgspec
-from broken_logs import VARIANTS
-from durability_check import AppendPlanner, AppendSpec
 
 from facta.log import AppendResult, Durability, LogConfig, SqliteLog
+from tests.log.broken_logs import VARIANTS
+from tests.log.durability_check import AppendPlanner, AppendSpec
 
 THREADS = 3
 TASKS = 3

@@ -18,10 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import apsw
-from durability_check import AppendPlanner, AppendSpec, DurabilityViolation, check_recovered
-from powerloss_vfs import IoOp, PowerLossVFS
 
 from facta.log import AppendResult, Durability, FactaError, LogConfig, SqliteLog
+from tests.log.durability_check import (
+    AppendPlanner,
+    AppendSpec,
+    DurabilityViolation,
+    check_recovered,
+)
+from tests.log.powerloss_vfs import IoOp, PowerLossVFS
 
 LogFactory = Callable[[Path, LogConfig, str | None], SqliteLog]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from durability_check import AppendSpec, DurabilityViolation, check_recovered
 
 from facta.log import AppendResult, SqliteLog
+from tests.log.durability_check import AppendSpec, DurabilityViolation, check_recovered
 
-CHILD = Path(__file__).with_name("crash_writer.py")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: children import tests.log.*
 WRITERS = 2  # processes appending to the same log at once
 ROUNDS = 11  # 22 kills
 KILL_AT_RANDOM_TIME_EVERY = 4  # every 4th kill ignores progress: it may land in start-up
@@ -90,8 +90,9 @@ class CrashTally:
 def spawn_writer(
     path: Path, journal: Path, name: str, durability: str, seed: int, variant: str
 ) -> subprocess.Popen[bytes]:
-    command = [sys.executable, str(CHILD), str(path), str(journal), name, durability, str(seed)]
-    return subprocess.Popen([*command, variant], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "tests.log.crash_writer", str(path), str(journal), name]
+    command += [durability, str(seed), variant]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def kill(child: subprocess.Popen[bytes]) -> None:

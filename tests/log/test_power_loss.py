@@ -16,17 +16,17 @@ from typing import Any
 
 import apsw
 import pytest
-from broken_logs import (
+
+from facta.log import AppendResult, CommitFailed, Durability, LogConfig, NewEvent, SqliteLog
+from tests.log.broken_logs import (
     CheckpointerWithoutFullFsync,
     EarlyAcknowledgingLog,
     SplitAppendLog,
     SyncOffDeclaredStrict,
 )
-from durability_check import AppendPlanner, DurabilityViolation, check_recovered
-from power_loss_rounds import LogFactory, run_power_loss_rounds
-from powerloss_vfs import CutPolicy, IoOp, PowerLossVFS
-
-from facta.log import AppendResult, CommitFailed, Durability, LogConfig, NewEvent, SqliteLog
+from tests.log.durability_check import AppendPlanner, DurabilityViolation, check_recovered
+from tests.log.power_loss_rounds import LogFactory, run_power_loss_rounds
+from tests.log.powerloss_vfs import CutPolicy, IoOp, PowerLossVFS
 
 ROUNDS = 60
 
