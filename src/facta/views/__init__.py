@@ -1,0 +1,1 @@
+"""Views: incremental, mergeable aggregates over the log."""
