@@ -156,6 +156,7 @@ def definition_hash(
         name: {"kind": spec.kind, "fields": list(spec.fields), **spec.params()}
         for name, spec in definition.measures.items()
     }
+    model["measure_order"] = list(definition.measures)  # stored states follow this order
     model["state_format"] = STATE_FORMAT
     canonical = json.dumps(model, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -84,7 +84,7 @@ class Measure:
         return {self.name: pa.float64(), f"{self.name}_n": pa.int64()}
 
     def dump(self, state: Any) -> Any:
-        return dataclasses.astuple(state)
+        return tuple(getattr(state, name) for name in state.__slots__)
 
     def load(self, raw: Any) -> Any:
         return type(self.new())(*raw)

@@ -1,0 +1,173 @@
+"""One page of events through DuckDB: strict field parsing, filter, extraction, event-time buckets.
+
+Parsing is strict. A field declared ``double`` accepts JSON numbers only; ``"12"`` (a string) is
+not silently turned into NULL or 12 — it is counted as a rejected value of that field, with its
+position, and the event goes on with the field absent. An event that passes the filter but has no
+usable bucket time is a rejected event: it is never bucketed by the time it was recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from facta.views.batch import Ints
+from facta.views.compile import FIELD_SQL_TYPES, CompiledView
+from facta.views.expressions import evaluator
+
+# JSON types each declared field type accepts (as DuckDB's json_type names them).
+_ACCEPTS: Final = {
+    "double": "('DOUBLE', 'BIGINT', 'UBIGINT', 'HUGEINT')",
+    "bigint": "('BIGINT', 'UBIGINT')",
+    "string": "('VARCHAR')",
+    "boolean": "('BOOLEAN')",
+}
+_ISO_WITH_OFFSET: Final = (
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)"
+)
+_TRUNC: Final = {"1h": "hour", "1d": "day", "1w": "week", "1mo": "month"}
+_EPOCH_TO_US: Final = {"s": 1_000_000, "ms": 1_000, "us": 1}
+KEEP: Final = "__keep"
+BUCKET: Final = "__bucket"
+BUCKET_BAD: Final = "__bucket_bad"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Evaluated:
+    """A page after DuckDB: the kept rows (positions, dimensions, bucket, measure inputs)."""
+
+    rows: pa.Table
+    rejected_values: dict[str, Ints]
+    rejected_events: Ints
+
+
+def _field_sql(name: str, declared: str) -> tuple[str, str]:
+    """The typed value of a declared field and the flag saying its JSON had the wrong type."""
+    kind = f'"__t_{name}"'
+    path = f"'$.\"{name}\"'"
+    if declared == "json":
+        return f'json_extract(_data, {path}) AS "{name}"', f'false AS "__bad_{name}"'
+    accepts = _ACCEPTS[declared]
+    if declared == "string":
+        value = f"json_extract_string(_data, {path})"
+    else:
+        value = f"TRY_CAST(json_extract(_data, {path}) AS {FIELD_SQL_TYPES[declared]})"
+    typed = f'CASE WHEN {kind} IN {accepts} THEN {value} END AS "{name}"'
+    bad = (
+        f"({kind} IS NOT NULL AND {kind} <> 'NULL' AND "
+        f'({kind} NOT IN {accepts} OR {value} IS NULL)) AS "__bad_{name}"'
+    )
+    return typed, bad
+
+
+def build_sql(view: CompiledView) -> str:
+    """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
+    definition = view.definition
+    kinds = ", ".join(f'json_type(_data, \'$."{n}"\') AS "__t_{n}"' for n in definition.fields)
+    typed_parts = []
+    bad_parts = []
+    for name, declared in definition.fields.items():
+        typed, bad = _field_sql(name, declared)
+        typed_parts.append(typed)
+        bad_parts.append(bad)
+    extracts = [f'{sql} AS "{name}"' for name, sql in view.extract_sql.items()]
+    keep = f"coalesce(({view.filter_sql}), false)" if view.filter_sql else "true"
+    bucket_sql = "NULL::BIGINT"
+    bucket = definition.bucket
+    if bucket is not None:
+        field = f'"{bucket.field}"'
+        if bucket.format == "epoch":
+            factor = _EPOCH_TO_US[bucket.unit or "s"]
+            moment = f"timezone('UTC', make_timestamp(CAST(round({field} * {factor}) AS BIGINT)))"
+        elif view.kinds[bucket.field] == "time":
+            moment = f"CAST({field} AS TIMESTAMPTZ)"
+        else:
+            moment = (
+                f"CASE WHEN regexp_full_match({field}, '{_ISO_WITH_OFFSET}') "
+                f"THEN TRY_CAST({field} AS TIMESTAMPTZ) END"
+            )
+        zone = bucket.timezone.replace("'", "''")
+        unit = _TRUNC[bucket.width]
+        bucket_sql = (
+            f"CAST(epoch(timezone('{zone}', date_trunc('{unit}', timezone('{zone}', {moment}))))"
+            " AS BIGINT)"
+        )
+    return f"""
+WITH src AS (
+    SELECT position AS _position, stream AS _stream, type AS _type, version AS _version,
+           CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at, CAST(metadata AS JSON) AS _metadata,
+           CAST(data AS JSON) AS _data
+    FROM page
+), kinds AS (
+    SELECT *{", " + kinds if kinds else ""} FROM src
+), typed AS (
+    SELECT _position, _stream, _type, _version, _recorded_at, _metadata
+           {"".join(", " + p for p in typed_parts + bad_parts)}
+    FROM kinds
+), extracted AS (
+    SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM typed
+)
+SELECT *, {bucket_sql} AS {BUCKET} FROM extracted ORDER BY _position
+"""
+
+
+class Pipeline:
+    """Evaluates pages of one view; holds one DuckDB connection and the view's query."""
+
+    def __init__(self, view: CompiledView) -> None:
+        self.view = view
+        self._sql = build_sql(view)
+        self._conn = evaluator()
+
+    def _run(self, page: pa.Table) -> tuple[pa.Table, Ints]:
+        """Evaluate a page; rows whose expressions raise are split off and returned apart.
+
+        An expression that fails on one event (a CAST of bad text) must not stall the view: the
+        page is halved until the failing events stand alone, and those become rejected events.
+        """
+        try:
+            return self._query(page), np.zeros(0, np.int64)
+        except duckdb.Error:
+            if page.num_rows <= 1:
+                failed = np.asarray(page.column("position").to_numpy(), dtype=np.int64)
+                return self._query(page.slice(0, 0)), failed
+        middle = page.num_rows // 2
+        first, first_failed = self._run(page.slice(0, middle))
+        second, second_failed = self._run(page.slice(middle))
+        return pa.concat_tables([first, second]), np.concatenate([first_failed, second_failed])
+
+    def _query(self, page: pa.Table) -> pa.Table:
+        self._conn.register("page", page)
+        try:
+            return self._conn.sql(self._sql).to_arrow_table()
+        finally:
+            self._conn.unregister("page")
+
+    def evaluate(self, page: pa.Table) -> Evaluated:
+        result, failed = self._run(page)
+        positions = result.column("_position").to_numpy()
+        rejected_values: dict[str, Ints] = {}
+        for name in self.view.definition.fields:
+            bad = result.column(f"__bad_{name}").to_numpy(zero_copy_only=False)
+            if bad.any():
+                rejected_values[name] = positions[bad].astype(np.int64)
+        keep = result.column(KEEP).to_numpy(zero_copy_only=False).astype(np.bool_)
+        rejected_events = np.zeros(0, dtype=np.int64)
+        if self.view.definition.bucket is not None:
+            missing = pc.is_null(result.column(BUCKET)).to_numpy(zero_copy_only=False)
+            rejected_events = positions[keep & missing].astype(np.int64)
+            keep &= ~missing
+        if failed.size:
+            rejected_events = np.sort(np.concatenate([rejected_events, failed]))
+        wanted = ["_position", BUCKET, *self.view.definition.dimensions]
+        wanted += [f for f in self.view.measure_fields() if f not in wanted]
+        rows = result.filter(pa.array(keep)).select(wanted)
+        return Evaluated(rows, rejected_values, rejected_events)
+
+    def close(self) -> None:
+        self._conn.close()

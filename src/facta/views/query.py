@@ -1,0 +1,235 @@
+"""Reading a view: its cells merged into the groups a query asks for, as pyarrow tables.
+
+Every query reads the committed state of the view's current generation (never the maintainer's
+memory), keeps the cells matching ``where`` (dimension = value or IN list) and the half-open
+event-time range ``[start, end)``, and merges cells into coarser groups when ``group_by`` names
+a subset of the dimensions — states merge, so nobody averages averages or medians. Each result
+carries the position the view had applied and its definition hash in the schema metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from facta.views.compile import CompiledView, compile_view
+from facta.views.definition import ViewDefinition
+from facta.views.store import Generation, ViewStore
+
+Where = Mapping[str, Any]
+
+
+class ViewNotFound(LookupError):
+    def __init__(self, view: str) -> None:
+        super().__init__(f"no view named {view!r} has been built")
+        self.view = view
+
+
+class ViewTimeout(TimeoutError):
+    def __init__(self, view: str, wanted: int, reached: int, seconds: float) -> None:
+        super().__init__(
+            f"view {view!r} had applied position {reached}, not {wanted}, after {seconds:g} s"
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class Merged:
+    """Merged states of one output group, and the latest position any of its cells changed."""
+
+    states: list[Any]
+    changed_at: int
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(definition_json: str) -> CompiledView:
+    return compile_view(ViewDefinition.model_validate(json.loads(definition_json)))
+
+
+def epoch_seconds(value: datetime | int | float | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"a query time needs a time zone, found naive {value.isoformat()}")
+        return int(value.timestamp())
+    return int(value)
+
+
+class ViewSnapshot:
+    """A handle on a view's committed state, the source of every query shape.
+
+    Each query reads the latest commit in one read transaction and stamps its result with the
+    position and definition hash of that commit (``position`` is updated to match).
+    """
+
+    def __init__(self, store: ViewStore, generation: Generation) -> None:
+        self.store = store
+        self._use(generation)
+
+    def _use(self, generation: Generation) -> None:
+        self.info = generation
+        self.view = _compiled(json.dumps(generation.definition))  # measure order matters
+        self.position = generation.checkpoint
+        self.definition_hash = generation.definition_hash
+
+    def _refresh(self) -> None:
+        current = self.store.current(self.info.view)
+        if current is None:
+            raise ViewNotFound(self.info.view)
+        self._use(current)
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return self.view.definition.dimensions
+
+    def _cells(
+        self, where: Where | None, start: int | None, end: int | None
+    ) -> Iterator[tuple[list[Any], int, int, list[Any]]]:
+        """(dimension values, bucket, changed_at, states) of every matching cell."""
+        allowed = {}
+        for name, wanted in (where or {}).items():
+            if name not in self.dimensions:
+                raise ValueError(
+                    f"view {self.view.name!r}: where names {name!r}, which is not a dimension "
+                    f"(dimensions: {', '.join(self.dimensions)})"
+                )
+            values = wanted if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
+            allowed[self.dimensions.index(name)] = set(values)
+        measures = self.view.measures
+        for cell in self.store.cells(self.view.name, self.info.generation, buckets=(start, end)):
+            dims = json.loads(cell.dims)
+            if any(dims[i] not in values for i, values in allowed.items()):
+                continue
+            raw = msgspec.msgpack.decode(cell.state)
+            states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
+            yield dims, cell.bucket, cell.changed_at, states
+
+    def merge(
+        self,
+        *,
+        where: Where | None = None,
+        start: datetime | int | None = None,
+        end: datetime | int | None = None,
+        group_by: Sequence[str] | None = None,
+        by_bucket: bool = False,
+    ) -> dict[tuple[Any, ...], Merged]:
+        """Cells merged into groups of ``group_by`` (default: every dimension), and per bucket
+        if ``by_bucket`` (the bucket start is then the key's last element)."""
+        with self.store.reading():
+            self._refresh()
+            return self._merge(where, start, end, group_by, by_bucket)
+
+    def _merge(
+        self,
+        where: Where | None,
+        start: datetime | int | None,
+        end: datetime | int | None,
+        group_by: Sequence[str] | None,
+        by_bucket: bool,
+    ) -> dict[tuple[Any, ...], Merged]:
+        names = tuple(self.dimensions if group_by is None else group_by)
+        for name in names:
+            if name not in self.dimensions:
+                raise ValueError(
+                    f"view {self.view.name!r}: cannot group by {name!r}, which is not a dimension"
+                )
+        picks = [self.dimensions.index(n) for n in names]
+        measures = self.view.measures
+        groups: dict[tuple[Any, ...], Merged] = {}
+        for dims, bucket, changed_at, states in self._cells(
+            where, epoch_seconds(start), epoch_seconds(end)
+        ):
+            key: tuple[Any, ...] = tuple(dims[i] for i in picks)
+            if by_bucket:
+                key = (*key, bucket)
+            merged = groups.get(key)
+            if merged is None:
+                groups[key] = Merged(states, changed_at)
+                continue
+            for measure, into, other in zip(measures, merged.states, states, strict=True):
+                measure.merge(into, other)
+            merged.changed_at = max(merged.changed_at, changed_at)
+        return groups
+
+    def stamp(self, table: pa.Table) -> pa.Table:
+        metadata = {
+            b"facta.view": self.view.name.encode(),
+            b"facta.position": str(self.position).encode(),
+            b"facta.definition_hash": self.definition_hash.encode(),
+        }
+        return table.replace_schema_metadata(metadata)
+
+    def table(
+        self,
+        groups: Mapping[tuple[Any, ...], Merged],
+        names: Sequence[str],
+        *,
+        bucket: bool = False,
+        rows: Sequence[tuple[Any, ...]] | None = None,
+    ) -> pa.Table:
+        """Finalised measures of ``groups`` as a table (in ``rows`` order, if given)."""
+        measures = self.view.measures
+        output = self.view.output_types()
+        keys = list(groups) if rows is None else list(rows)
+        columns: dict[str, list[Any]] = {name: [] for name in names}
+        if bucket:
+            columns["bucket"] = []
+        for name in output:
+            columns[name] = []
+        columns["changed_at"] = []
+        for key in keys:
+            for index, name in enumerate(names):
+                columns[name].append(key[index])
+            if bucket:
+                columns["bucket"].append(key[len(names)])
+            merged = groups.get(key)
+            values: dict[str, Any] = {}
+            if merged is None:
+                values = {name: None for name in output}
+                for measure in measures:
+                    if measure.kind == "count":
+                        values[measure.name] = 0
+            else:
+                for measure, state in zip(measures, merged.states, strict=True):
+                    values.update(measure.finalize(state))
+            for name in output:
+                columns[name].append(values[name])
+            columns["changed_at"].append(None if merged is None else merged.changed_at)
+        fields = [pa.field(n, self.view.dimension_type(n)) for n in names]
+        if bucket:
+            fields.append(pa.field("bucket", pa.timestamp("s", tz="UTC")))
+        fields += [pa.field(n, t) for n, t in output.items()]
+        fields.append(pa.field("changed_at", pa.int64()))
+        schema = pa.schema(fields)
+        return self.stamp(
+            pa.table({f.name: pa.array(columns[f.name], f.type) for f in fields}, schema=schema)
+        )
+
+
+def open_snapshot(
+    store: ViewStore,
+    view: str,
+    *,
+    min_position: int | None = None,
+    timeout: float = 5.0,
+    poll: float = 0.005,
+) -> ViewSnapshot:
+    """The view's committed state; with ``min_position``, wait until it has applied it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        generation = store.current(view)
+        if generation is None:
+            raise ViewNotFound(view)
+        if min_position is None or generation.checkpoint >= min_position:
+            return ViewSnapshot(store, generation)
+        if time.monotonic() >= deadline:
+            raise ViewTimeout(view, min_position, generation.checkpoint, timeout)
+        time.sleep(poll)
