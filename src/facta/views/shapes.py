@@ -143,7 +143,7 @@ def top(
     if by not in table.column_names:
         raise ValueError(f"view {snapshot.view.name!r} has no output column {by!r}")
     order = "ascending" if ascending else "descending"
-    indices = pc.sort_indices(table, sort_keys=[(by, order)], null_placement="at_end")
+    indices = pc.sort_indices(table, sort_keys=[(by, order, "at_end")])
     return snapshot.stamp(table.take(indices[:k]))
 
 
