@@ -50,13 +50,19 @@ def groups(
     start: Time = None,
     end: Time = None,
     group_by: Sequence[str] | None = None,
+    per_bucket: bool = False,
 ) -> pa.Table:
-    """Every group's measures (``group_by=()`` gives the KPI: one row over everything)."""
-    merged = snapshot.merge(where=where, start=start, end=end, group_by=group_by)
+    """Every group's measures (``group_by=()`` gives the KPI: one row over everything).
+
+    With ``per_bucket`` each (group, bucket) that holds events is a row, with a ``bucket`` column.
+    """
+    merged = snapshot.merge(
+        where=where, start=start, end=end, group_by=group_by, by_bucket=per_bucket
+    )
     names = _names(snapshot, group_by)
-    if not names and not merged:
+    if not names and not merged and not per_bucket:
         merged = {(): Merged([m.new() for m in snapshot.view.measures], 0)}
-    return snapshot.table(merged, names)
+    return snapshot.table(merged, names, bucket=per_bucket)
 
 
 def kpi(
