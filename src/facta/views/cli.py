@@ -97,7 +97,7 @@ def list_views(ctx: typer.Context, log: LogOption = Path("facta.db")) -> None:
             str(size),
             str(info.rejected.get("events", {}).get("count", 0)),
             str(values),
-            "0",
+            str(sum(info.rejected.get("unmatched", {}).values())),
             store.holder(info.view) or "-",
         )
     store.close()

@@ -24,15 +24,9 @@ from facta.views.expressions import (
     value_kind,
 )
 from facta.views.measures import NUMERIC_KINDS, Measure, make_measure
+from facta.views.parsing import FIELD_SQL_TYPES
 
 STATE_FORMAT: Final = 1
-FIELD_SQL_TYPES: Final = {
-    "string": "VARCHAR",
-    "double": "DOUBLE",
-    "bigint": "BIGINT",
-    "boolean": "BOOLEAN",
-    "json": "JSON",
-}
 _ARROW_FOR_KIND: Final = {
     "int": pa.int64(),
     "float": pa.float64(),
@@ -83,6 +77,7 @@ def compile_view(definition: ViewDefinition) -> CompiledView:
         columns = {**BUILTIN_COLUMNS}
         for name, declared in definition.fields.items():
             columns[name] = FIELD_SQL_TYPES[declared]
+        columns.update(_enriched_columns(definition))
         ddl = ", ".join(f'"{name}" {sql}' for name, sql in columns.items())
         conn.execute(f"CREATE TEMP TABLE view_input({ddl})")
         types = dict(columns)
@@ -140,6 +135,49 @@ def compile_view(definition: ViewDefinition) -> CompiledView:
         measures.append(make_measure(name, spec.kind, spec.fields, **params))
     digest = definition_hash(definition, filter_sql, extract_sql)
     return CompiledView(definition, kinds, filter_sql, extract_sql, tuple(measures), digest)
+
+
+def _enriched_columns(definition: ViewDefinition) -> dict[str, str]:
+    """The columns enrichment adds, after checking each join against its table."""
+    view = definition.name
+    added: dict[str, str] = {}
+    for alias, join in definition.enrich.items():
+        where = f"enrich.{alias}"
+        table = definition.tables.get(join.table)
+        if table is None:
+            raise DefinitionError(view, f"{where}.table", f"unknown table {join.table!r}")
+        if set(join.on) != set(table.key):
+            raise DefinitionError(
+                view,
+                f"{where}.on",
+                f"must map every key field of {join.table!r} ({', '.join(table.key)}), "
+                f"found {', '.join(join.on) or 'none'}",
+            )
+        for key, field in join.on.items():
+            found = definition.fields.get(field)
+            if found is None:
+                raise DefinitionError(view, f"{where}.on", f"unknown field {field!r}")
+            if found != table.fields[key]:
+                raise DefinitionError(
+                    view,
+                    f"{where}.on",
+                    f"{field!r} is {found} but key {join.table}.{key} is {table.fields[key]}",
+                )
+        if (join.asof is None) != (table.time is None):
+            problem = (
+                f"table {join.table!r} keeps rows by time {table.time!r}: name the event's time "
+                "field in asof"
+                if join.asof is None
+                else f"table {join.table!r} has no time field, so asof cannot apply"
+            )
+            raise DefinitionError(view, f"{where}.asof", problem)
+        if join.asof is not None and definition.fields.get(join.asof) != "string":
+            raise DefinitionError(
+                view, f"{where}.asof", f"{join.asof!r} must be a string field of ISO times"
+            )
+        for field in table.value_fields():
+            added[f"{alias}_{field}"] = FIELD_SQL_TYPES[table.fields[field]]
+    return added
 
 
 def definition_hash(

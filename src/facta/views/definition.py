@@ -168,13 +168,57 @@ class MeasureSpec(_Model):
         return {}
 
 
+class TableDefinition(_Model):
+    """A reference table derived from the log: the latest upsert event per key.
+
+    Events of ``source`` upsert the row of their key; events of ``delete_types`` (holding the
+    key fields) remove it. With ``time`` (a field of ISO-8601 text with an offset), rows are kept
+    per key and time, and views join them as of their own event time.
+    """
+
+    source: Source
+    delete_types: tuple[str, ...] = ()
+    key: tuple[str, ...]
+    fields: dict[str, FieldType]
+    time: str | None = None
+
+    @model_validator(mode="after")
+    def _keys_are_fields(self) -> TableDefinition:
+        if not self.key:
+            raise ValueError("a table needs at least one key field")
+        for name in (*self.key, *([self.time] if self.time else [])):
+            if name not in self.fields:
+                raise ValueError(f"key or time field {name!r} is not among the table's fields")
+        if self.time is not None and (self.time in self.key or self.fields[self.time] != "string"):
+            raise ValueError(f"time field {self.time!r} must be a string field outside the key")
+        return self
+
+    def value_fields(self) -> list[str]:
+        return [n for n in self.fields if n not in self.key and n != self.time]
+
+
+class Enrichment(_Model):
+    """A left as-of join of a reference table: ``on`` maps each table key field to a view field.
+
+    Without ``asof`` an event sees the row as it was at the event's own log position; with
+    ``asof`` (a view field of ISO time) it sees the latest row whose time is at or before it,
+    among the rows known at the event's position. Columns arrive as ``<alias>_<field>``.
+    """
+
+    table: str
+    on: dict[str, str]
+    asof: str | None = None
+
+
 class ViewDefinition(_Model):
-    """A view: source → filter → extract → group (dimensions, bucket) → measures."""
+    """A view: source → enrich → filter → extract → group (dimensions, bucket) → measures."""
 
     name: str
     description: str = ""
     source: Source
     fields: dict[str, FieldType]
+    tables: dict[str, TableDefinition] = Field(default_factory=dict)
+    enrich: dict[str, Enrichment] = Field(default_factory=dict)
     filter: str | None = None
     extract: dict[str, str] = Field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
@@ -191,8 +235,15 @@ class ViewDefinition(_Model):
     @model_validator(mode="after")
     def _names(self) -> ViewDefinition:
         declared: set[str] = set()
+        enriched = [
+            f"{alias}_{field}"
+            for alias, join in self.enrich.items()
+            if join.table in self.tables
+            for field in self.tables[join.table].value_fields()
+        ]
         for what, names in (
             ("field", list(self.fields)),
+            ("enriched field", enriched),
             ("extracted field", list(self.extract)),
             ("measure", list(self.measures)),
         ):
@@ -218,8 +269,24 @@ def load_definition(name: str, table: Mapping[str, Any]) -> ViewDefinition:
 
 
 def load_views(path: str | Path) -> list[ViewDefinition]:
-    """Every ``[views.*]`` table of a ``facta.toml`` file, validated."""
+    """Every ``[views.*]`` table of a ``facta.toml`` file, validated.
+
+    Each view carries the ``[tables.*]`` it enriches from, so its definition (and hash) covers
+    them: changing a table rebuilds the views that depend on it.
+    """
     with open(path, "rb") as handle:
         document = tomllib.load(handle)
-    views = document.get("views", {})
-    return [load_definition(name, table) for name, table in views.items()]
+    tables = document.get("tables", {})
+    views = []
+    for name, table in document.get("views", {}).items():
+        used = {}
+        for alias, join in (table.get("enrich") or {}).items():
+            wanted = join.get("table") if isinstance(join, Mapping) else None
+            if wanted not in tables:
+                known = ", ".join(sorted(tables)) or "none"
+                raise DefinitionError(
+                    name, f"enrich.{alias}.table", f"unknown table {wanted!r} (tables: {known})"
+                )
+            used[wanted] = tables[wanted]
+        views.append(load_definition(name, {**table, "tables": used}))
+    return views

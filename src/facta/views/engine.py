@@ -74,6 +74,7 @@ class Rejects:
         saved = saved or {}
         self.events: dict[str, Any] = saved.get("events", {"count": 0, "positions": []})
         self.values: dict[str, dict[str, Any]] = saved.get("values", {})
+        self.unmatched: dict[str, int] = saved.get("unmatched", {})
 
     @staticmethod
     def _add(entry: dict[str, Any], positions: np.ndarray[Any, Any]) -> None:
@@ -88,8 +89,12 @@ class Rejects:
         for field, positions in values.items():
             self._add(self.values.setdefault(field, {"count": 0, "positions": []}), positions)
 
+    def add_unmatched(self, counts: dict[str, int]) -> None:
+        for table, count in counts.items():
+            self.unmatched[table] = self.unmatched.get(table, 0) + count
+
     def as_json(self) -> dict[str, Any]:
-        return {"events": self.events, "values": self.values}
+        return {"events": self.events, "values": self.values, "unmatched": self.unmatched}
 
 
 class ViewEngine:
@@ -110,7 +115,7 @@ class ViewEngine:
         self.settings = settings or EngineSettings()
         self._log_path = os.fspath(log_path)
         self._reader = LogReader(self._log_path, view.definition.source)
-        self._pipeline = Pipeline(view)
+        self._pipeline = Pipeline(view, self._log_path)
         self._after_batch = after_batch
         self.generation = generation or 0
         self.cells: dict[Key, Cell] = {}
@@ -149,6 +154,7 @@ class ViewEngine:
             raw = msgspec.msgpack.decode(stored.state)
             states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
             self.cells[(stored.dims, stored.bucket)] = Cell(states, stored.changed_at)
+        self._pipeline.prime(self.checkpoint)
         return self
 
     def close(self) -> None:
@@ -228,6 +234,7 @@ class ViewEngine:
     def _fold(self, events: pa.Table) -> None:
         evaluated = self._pipeline.evaluate(events)
         self.rejects.add(evaluated.rejected_events, evaluated.rejected_values)
+        self.rejects.add_unmatched(evaluated.unmatched)
         rows = evaluated.rows
         if rows.num_rows == 0:
             return

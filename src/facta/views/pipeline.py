@@ -17,19 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from facta.views.batch import Ints
-from facta.views.compile import FIELD_SQL_TYPES, CompiledView
+from facta.views.compile import CompiledView
 from facta.views.expressions import evaluator
+from facta.views.parsing import ISO_WITH_OFFSET, field_sql, iso_time_sql
+from facta.views.references import ReferenceTable
 
-# JSON types each declared field type accepts (as DuckDB's json_type names them).
-_ACCEPTS: Final = {
-    "double": "('DOUBLE', 'BIGINT', 'UBIGINT', 'HUGEINT')",
-    "bigint": "('BIGINT', 'UBIGINT')",
-    "string": "('VARCHAR')",
-    "boolean": "('BOOLEAN')",
-}
-_ISO_WITH_OFFSET: Final = (
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)"
-)
 _TRUNC: Final = {"1h": "hour", "1d": "day", "1w": "week", "1mo": "month"}
 _EPOCH_TO_US: Final = {"s": 1_000_000, "ms": 1_000, "us": 1}
 KEEP: Final = "__keep"
@@ -44,25 +36,33 @@ class Evaluated:
     rows: pa.Table
     rejected_values: dict[str, Ints]
     rejected_events: Ints
+    unmatched: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-def _field_sql(name: str, declared: str) -> tuple[str, str]:
-    """The typed value of a declared field and the flag saying its JSON had the wrong type."""
-    kind = f'"__t_{name}"'
-    path = f"'$.\"{name}\"'"
-    if declared == "json":
-        return f'json_extract(_data, {path}) AS "{name}"', f'false AS "__bad_{name}"'
-    accepts = _ACCEPTS[declared]
-    if declared == "string":
-        value = f"json_extract_string(_data, {path})"
-    else:
-        value = f"TRY_CAST(json_extract(_data, {path}) AS {FIELD_SQL_TYPES[declared]})"
-    typed = f'CASE WHEN {kind} IN {accepts} THEN {value} END AS "{name}"'
-    bad = (
-        f"({kind} IS NOT NULL AND {kind} <> 'NULL' AND "
-        f'({kind} NOT IN {accepts} OR {value} IS NULL)) AS "__bad_{name}"'
-    )
-    return typed, bad
+def _enrich_sql(view: CompiledView) -> tuple[list[str], str]:
+    """Extra items for the typed rows (as-of times) and the enriched CTE joining every table."""
+    definition = view.definition
+    times: list[str] = []
+    columns: list[str] = []
+    joins: list[str] = []
+    for alias, join in definition.enrich.items():
+        table = definition.tables[join.table]
+        other = f'"__ref_{alias}"'
+        match = [f'{other}."{key}" = typed."{field}"' for key, field in join.on.items()]
+        if join.asof is not None:
+            raw = f"json_extract_string(_data, '$.\"{join.asof}\"')"
+            times.append(f'{iso_time_sql(raw)} AS "__asof_{alias}"')
+            match.append(f'typed."__asof_{alias}" >= {other}."__time"')
+            kind = "ASOF LEFT JOIN"
+        else:
+            kind = "LEFT JOIN"
+        joins.append(f'{kind} "ref_{join.table}" AS {other} ON {" AND ".join(match)}')
+        columns += [f'{other}."{f}" AS "{alias}_{f}"' for f in table.value_fields()]
+        columns.append(f'({other}."__position" IS NULL) AS "__miss_{alias}"')
+    if not joins:
+        return times, "enriched AS (SELECT * FROM typed)"
+    body = f"SELECT typed.*, {', '.join(columns)} FROM typed {' '.join(joins)}"
+    return times, f"enriched AS ({body})"
 
 
 def build_sql(view: CompiledView) -> str:
@@ -72,9 +72,10 @@ def build_sql(view: CompiledView) -> str:
     typed_parts = []
     bad_parts = []
     for name, declared in definition.fields.items():
-        typed, bad = _field_sql(name, declared)
+        typed, bad = field_sql(name, declared)
         typed_parts.append(typed)
         bad_parts.append(bad)
+    times, enriched = _enrich_sql(view)
     extracts = [f'{sql} AS "{name}"' for name, sql in view.extract_sql.items()]
     keep = f"coalesce(({view.filter_sql}), false)" if view.filter_sql else "true"
     bucket_sql = "NULL::BIGINT"
@@ -88,7 +89,7 @@ def build_sql(view: CompiledView) -> str:
             moment = f"CAST({field} AS TIMESTAMPTZ)"
         else:
             moment = (
-                f"CASE WHEN regexp_full_match({field}, '{_ISO_WITH_OFFSET}') "
+                f"CASE WHEN regexp_full_match({field}, '{ISO_WITH_OFFSET}') "
                 f"THEN TRY_CAST({field} AS TIMESTAMPTZ) END"
             )
         zone = bucket.timezone.replace("'", "''")
@@ -107,10 +108,10 @@ WITH src AS (
     SELECT *{", " + kinds if kinds else ""} FROM src
 ), typed AS (
     SELECT _position, _stream, _type, _version, _recorded_at, _metadata
-           {"".join(", " + p for p in typed_parts + bad_parts)}
+           {"".join(", " + p for p in typed_parts + bad_parts + times)}
     FROM kinds
-), extracted AS (
-    SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM typed
+), {enriched}, extracted AS (
+    SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM enriched
 )
 SELECT *, {bucket_sql} AS {BUCKET} FROM extracted ORDER BY _position
 """
@@ -119,10 +120,23 @@ SELECT *, {bucket_sql} AS {BUCKET} FROM extracted ORDER BY _position
 class Pipeline:
     """Evaluates pages of one view; holds one DuckDB connection and the view's query."""
 
-    def __init__(self, view: CompiledView) -> None:
+    def __init__(self, view: CompiledView, log_path: str | None = None) -> None:
         self.view = view
         self._sql = build_sql(view)
         self._conn = evaluator()
+        self.tables: dict[str, ReferenceTable] = {}
+        used = {join.table for join in view.definition.enrich.values()}
+        if used and log_path is None:
+            raise ValueError(f"view {view.name!r} enriches from tables: the pipeline needs the log")
+        for name in sorted(used):
+            table = view.definition.tables[name]
+            self.tables[name] = ReferenceTable(self._conn, name, table, log_path or "")
+
+    def prime(self, checkpoint: int) -> None:
+        """Bring every reference table to its state at ``checkpoint`` (after a restart)."""
+        for table in self.tables.values():
+            table.fetch(checkpoint)
+            table.apply_before(checkpoint + 1)
 
     def _run(self, page: pa.Table) -> tuple[pa.Table, Ints]:
         """Evaluate a page; rows whose expressions raise are split off and returned apart.
@@ -149,6 +163,39 @@ class Pipeline:
             self._conn.unregister("page")
 
     def evaluate(self, page: pa.Table) -> Evaluated:
+        """Evaluate a page; with reference tables, in runs split at their events' positions."""
+        if not self.tables or page.num_rows == 0:
+            return self._evaluate(page)
+        positions = page.column("position").to_numpy()
+        cuts = [np.zeros(0, dtype=np.int64)]
+        for table in self.tables.values():
+            cuts.append(table.fetch(int(positions[-1])))
+        inside = np.unique(np.concatenate(cuts))
+        inside = inside[(inside > positions[0]) & (inside < positions[-1])]
+        starts = np.concatenate(([0], np.searchsorted(positions, inside, side="left")))
+        bounds = np.unique(np.concatenate((starts, [positions.size])))
+        parts = []
+        for begin, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            for table in self.tables.values():
+                table.apply_before(int(positions[begin]))
+            parts.append(self._evaluate(page.slice(begin, end - begin)))
+        unmatched: dict[str, int] = {}
+        for part in parts:
+            for name, count in part.unmatched.items():
+                unmatched[name] = unmatched.get(name, 0) + count
+        return Evaluated(
+            pa.concat_tables([p.rows for p in parts]),
+            {
+                field: np.concatenate(
+                    [p.rejected_values[field] for p in parts if field in p.rejected_values]
+                )
+                for field in {f for p in parts for f in p.rejected_values}
+            },
+            np.concatenate([p.rejected_events for p in parts]),
+            unmatched,
+        )
+
+    def _evaluate(self, page: pa.Table) -> Evaluated:
         result, failed = self._run(page)
         positions = result.column("_position").to_numpy()
         rejected_values: dict[str, Ints] = {}
@@ -167,7 +214,14 @@ class Pipeline:
         wanted = ["_position", BUCKET, *self.view.definition.dimensions]
         wanted += [f for f in self.view.measure_fields() if f not in wanted]
         rows = result.filter(pa.array(keep)).select(wanted)
-        return Evaluated(rows, rejected_values, rejected_events)
+        unmatched: dict[str, int] = {}
+        for alias, join in self.view.definition.enrich.items():
+            missed = result.column(f"__miss_{alias}").to_numpy(zero_copy_only=False)
+            count = int((missed.astype(np.bool_) & keep).sum())
+            unmatched[join.table] = unmatched.get(join.table, 0) + count
+        return Evaluated(rows, rejected_values, rejected_events, unmatched)
 
     def close(self) -> None:
+        for table in self.tables.values():
+            table.close()
         self._conn.close()
