@@ -28,25 +28,34 @@ ISO_WITH_OFFSET: Final = (
 )
 
 
-def json_kinds_sql(names: list[str], source: str = "_data") -> str:
-    """Select items naming each field's JSON type (``__t_<name>``)."""
-    return ", ".join(f'json_type({source}, \'$."{n}"\') AS "__t_{n}"' for n in names)
+def fragments_sql(names: list[str], source: str = "_data") -> str:
+    """One select item parsing the document once into a list of each field's JSON (``__j``)."""
+    if not names:
+        return "NULL AS __j"
+    paths = ", ".join(f"'$.\"{n}\"'" for n in names)
+    return f"json_extract({source}, [{paths}]) AS __j"
 
 
-def field_sql(name: str, declared: str, source: str = "_data") -> tuple[str, str]:
+def json_kinds_sql(names: list[str]) -> str:
+    """Select items naming each field's JSON type (``__t_<name>``); needs ``__j`` in scope."""
+    return ", ".join(f'json_type(__j[{i + 1}]) AS "__t_{n}"' for i, n in enumerate(names))
+
+
+def field_sql(name: str, declared: str, index: int) -> tuple[str, str]:
     """The typed value of a declared field and the flag saying its JSON had the wrong type.
 
-    Expects ``__t_<name>`` (from :func:`json_kinds_sql`) in scope.
+    Expects ``__j`` (:func:`fragments_sql`) and ``__t_<name>`` (:func:`json_kinds_sql`) in
+    scope; ``index`` is the field's place in the list they were built from.
     """
     kind = f'"__t_{name}"'
-    path = f"'$.\"{name}\"'"
+    raw = f"__j[{index + 1}]"
     if declared == "json":
-        return f'json_extract({source}, {path}) AS "{name}"', f'false AS "__bad_{name}"'
+        return f'{raw} AS "{name}"', f'false AS "__bad_{name}"'
     accepts = ACCEPTS[declared]
     if declared == "string":
-        value = f"json_extract_string({source}, {path})"
+        value = f"json_extract_string({raw}, '$')"
     else:
-        value = f"TRY_CAST(json_extract({source}, {path}) AS {FIELD_SQL_TYPES[declared]})"
+        value = f"TRY_CAST({raw} AS {FIELD_SQL_TYPES[declared]})"
     typed = f'CASE WHEN {kind} IN {accepts} THEN {value} END AS "{name}"'
     bad = (
         f"({kind} IS NOT NULL AND {kind} <> 'NULL' AND "

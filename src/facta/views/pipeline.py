@@ -19,7 +19,13 @@ import pyarrow.compute as pc
 from facta.views.batch import Ints
 from facta.views.compile import CompiledView
 from facta.views.expressions import evaluator
-from facta.views.parsing import ISO_WITH_OFFSET, field_sql, iso_time_sql
+from facta.views.parsing import (
+    ISO_WITH_OFFSET,
+    field_sql,
+    fragments_sql,
+    iso_time_sql,
+    json_kinds_sql,
+)
 from facta.views.references import ReferenceTable
 
 _TRUNC: Final = {"1h": "hour", "1d": "day", "1w": "week", "1mo": "month"}
@@ -68,11 +74,12 @@ def _enrich_sql(view: CompiledView) -> tuple[list[str], str]:
 def build_sql(view: CompiledView) -> str:
     """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
     definition = view.definition
-    kinds = ", ".join(f'json_type(_data, \'$."{n}"\') AS "__t_{n}"' for n in definition.fields)
+    names = list(definition.fields)
+    kinds = json_kinds_sql(names)
     typed_parts = []
     bad_parts = []
-    for name, declared in definition.fields.items():
-        typed, bad = field_sql(name, declared)
+    for index, (name, declared) in enumerate(definition.fields.items()):
+        typed, bad = field_sql(name, declared, index)
         typed_parts.append(typed)
         bad_parts.append(bad)
     times, enriched = _enrich_sql(view)
@@ -104,8 +111,10 @@ WITH src AS (
            CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at, CAST(metadata AS JSON) AS _metadata,
            CAST(data AS JSON) AS _data
     FROM page
+), fragments AS (
+    SELECT *, {fragments_sql(names)} FROM src
 ), kinds AS (
-    SELECT *{", " + kinds if kinds else ""} FROM src
+    SELECT *{", " + kinds if kinds else ""} FROM fragments
 ), typed AS (
     SELECT _position, _stream, _type, _version, _recorded_at, _metadata
            {"".join(", " + p for p in typed_parts + bad_parts + times)}

@@ -17,7 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from facta.views.definition import Source, TableDefinition
-from facta.views.parsing import FIELD_SQL_TYPES, field_sql, iso_time_sql, json_kinds_sql
+from facta.views.parsing import (
+    FIELD_SQL_TYPES,
+    field_sql,
+    fragments_sql,
+    iso_time_sql,
+    json_kinds_sql,
+)
 from facta.views.source import LogReader
 
 _PAGE = 50_000
@@ -51,16 +57,17 @@ class ReferenceTable:
     def _build_apply_sql(self) -> str:
         table = self.table
         names = list(table.fields)
-        typed = [field_sql(n, table.fields[n], "data")[0] for n in names]
+        typed = [field_sql(n, table.fields[n], i)[0] for i, n in enumerate(names)]
         identity = [f'"{k}"' for k in table.key]
         if table.time is not None:
             typed.append(f'{iso_time_sql(chr(34) + table.time + chr(34))} AS "__time"')
         names_sql = ", ".join(f"'{t}'" for t in table.delete_types)
         deletes = f"type IN ({names_sql})" if names_sql else "false"
         return f"""
-WITH kinds AS (
-    SELECT position, type, CAST(data AS JSON) AS data, {json_kinds_sql(names, "CAST(data AS JSON)")}
-    FROM ref_page
+WITH fragments AS (
+    SELECT position, type, {fragments_sql(names, "CAST(data AS JSON)")} FROM ref_page
+), kinds AS (
+    SELECT *, {json_kinds_sql(names)} FROM fragments
 ), typed AS (
     SELECT position, {deletes} AS __delete, {", ".join(typed[: len(names)])}
     FROM kinds
