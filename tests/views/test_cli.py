@@ -30,6 +30,18 @@ def test_run_list_and_rebuild(flights_log: Path, tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     row = next(line for line in listed.output.splitlines() if "delays" in line)
     assert "3000" in row and "│ 0 " in row  # checkpoint 3000, lag 0
+    sql = runner.invoke(
+        views_app,
+        [
+            "sql",
+            "SELECT sum(flights) AS n, 'NaN'::DOUBLE AS bad FROM delays",
+            "--json",
+            "--log",
+            str(flights_log),
+        ],
+    )
+    assert sql.exit_code == 0, sql.output
+    assert sql.output.strip() == '{"n": 3000, "bad": null}'
     rebuilt = runner.invoke(views_app, ["rebuild", "delays", *common])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "delays: generation 2 at checkpoint 3000" in rebuilt.output

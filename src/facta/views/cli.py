@@ -5,6 +5,9 @@ Mounted by the main CLI as a sub-app. Errors print one line and exit non-zero.
 
 from __future__ import annotations
 
+import decimal
+import json
+import math
 import os
 import signal
 import threading
@@ -20,6 +23,7 @@ from rich.table import Table
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, load_views
 from facta.views.engine import EngineSettings, ViewEngine, ViewError, rebuild
+from facta.views.sql import SqlRefused, SqlTimeout, run_sql
 from facta.views.store import ViewLocked, ViewStore, views_path
 
 views_app = typer.Typer(help="Materialized views over the log.", no_args_is_help=False)
@@ -166,3 +170,42 @@ def rebuild_view(
     console.print(
         f"{name}: generation {engine.generation} at checkpoint {engine.checkpoint}", highlight=False
     )
+
+
+@views_app.command("sql")
+def sql_command(
+    statement: Annotated[str, typer.Argument(help="One SELECT over the views.")],
+    log: LogOption = Path("facta.db"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    row_cap: Annotated[int, typer.Option(help="Refuse results with more rows.")] = 10_000,
+    time_limit: Annotated[float, typer.Option(help="Seconds before the query is stopped.")] = 10.0,
+) -> None:
+    """Run a read-only SELECT over the views (finalized and mergeable columns) in a sandbox."""
+    _log_head(log)
+    store = ViewStore(views_path(log))
+    try:
+        table = run_sql(store, statement, row_cap=row_cap, time_limit=time_limit)
+    except (SqlRefused, SqlTimeout) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    rows = [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, default=str, allow_nan=False))
+        return
+    out = Table(*table.column_names)
+    for row in rows:
+        out.add_row(*("" if v is None else str(v) for v in row.values()))
+    _console().print(out)
+
+
+def _plain(value: Any) -> Any:
+    """No NaN or infinity leaves facta: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value

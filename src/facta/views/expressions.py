@@ -74,7 +74,8 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 
 def parse_expression(conn: duckdb.DuckDBPyConnection, text: str) -> str:
     """Check ``text`` is one deterministic scalar expression; return DuckDB's normalised form."""
-    raw = conn.execute("SELECT json_serialize_sql($1)", [f"SELECT {text}"]).fetchone()
+    rows = conn.execute("SELECT json_serialize_sql($1)", [f"SELECT {text}"]).fetchall()
+    raw = rows[0] if rows else None
     tree: dict[str, Any] = json.loads(raw[0]) if raw else {"error": True}
     if tree.get("error"):
         message = tree.get("error_message", "cannot parse")
@@ -108,8 +109,7 @@ def parse_expression(conn: duckdb.DuckDBPyConnection, text: str) -> str:
                     "files or aggregates rows: refused"
                 )
     normal = conn.execute("SELECT json_deserialize_sql(json_serialize_sql($1))", [f"SELECT {text}"])
-    row = normal.fetchone()
-    assert row is not None
+    row = normal.fetchall()[0]
     return str(row[0]).removeprefix("SELECT ")
 
 
