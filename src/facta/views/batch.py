@@ -52,6 +52,7 @@ class Column:
 
     values: npt.NDArray[Any]
     present: Bools
+    texts: bool = False  # values are already ``str`` (no per-value conversion for sketches)
 
     @staticmethod
     def floats(values: npt.ArrayLike) -> Column:
@@ -74,6 +75,11 @@ class Column:
             count=len(array),
         )
         return Column(array, present)
+
+    @staticmethod
+    def strings(values: Objects, present: Bools) -> Column:
+        """A column of ``str`` values (``None`` where ``present`` is false)."""
+        return Column(values, present, texts=True)
 
     @property
     def is_int(self) -> bool:
@@ -115,8 +121,11 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     rows = np.flatnonzero(column.present)
     if rows.size == 0:
         return np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
-    texts = np.array([item_text(v) for v in column.values[rows]], dtype=object)
-    labels, value_codes = np.unique(texts.astype(str), return_inverse=True)
+    if column.texts:
+        texts = column.values[rows].astype(str)
+    else:
+        texts = np.array([item_text(v) for v in column.values[rows]], dtype=object).astype(str)
+    labels, value_codes = np.unique(texts, return_inverse=True)
     pair = groups.inverse[rows] * np.int64(len(labels)) + value_codes.astype(np.int64)
     unique_pairs, counts = np.unique(pair, return_counts=True)
     pair_groups = unique_pairs // len(labels)
