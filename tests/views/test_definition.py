@@ -140,3 +140,14 @@ def test_malformed_definitions_are_refused_by_the_model(
     assert caught.value.view == "delays"
     assert caught.value.field == field
     assert problem in caught.value.problem
+
+
+def test_the_documented_example_compiles(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "views.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "facta.toml"
+    path.write_text(example)
+    [view] = load_views(path)
+    compiled = compile_view(view)
+    assert compiled.kinds["wx_temp"] == "float" and compiled.kinds["local_hour"] == "int"
+    assert [m.name for m in compiled.measures][-1] == "temp"
