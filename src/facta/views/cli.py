@@ -23,6 +23,7 @@ from rich.table import Table
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, load_views
 from facta.views.engine import EngineSettings, ViewEngine, ViewError, rebuild
+from facta.views.plan import apply, plan
 from facta.views.sql import SqlRefused, SqlTimeout, run_sql
 from facta.views.store import ViewLocked, ViewStore, views_path
 
@@ -209,3 +210,37 @@ def _plain(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
+
+
+@views_app.command("plan")
+def plan_command(
+    log: LogOption = Path("facta.db"), project: ProjectOption = Path("facta.toml")
+) -> None:
+    """Show what `apply` would do to the views: create, rebuild, change, drop."""
+    _log_head(log)
+    views = _compiled(project)
+    store = ViewStore(views_path(log))
+    steps = plan(store, views)
+    store.close()
+    for step in steps:
+        typer.echo(str(step))
+
+
+@views_app.command("apply")
+def apply_command(
+    log: LogOption = Path("facta.db"), project: ProjectOption = Path("facta.toml")
+) -> None:
+    """Create, rebuild, change and drop views until they match the project file."""
+    _log_head(log)
+    views = _compiled(project)
+    store = ViewStore(views_path(log))
+    try:
+        done = apply(log, store, views)
+    except (ViewLocked, ViewError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    for step in done:
+        typer.echo(str(step))
+    if not done:
+        typer.echo("nothing to do")

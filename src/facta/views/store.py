@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS view_cells(
     state BLOB NOT NULL,
     PRIMARY KEY (view, generation, dims, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_applied(
+    id INTEGER PRIMARY KEY,
+    view TEXT NOT NULL,
+    action TEXT NOT NULL,
+    definition_hash TEXT,
+    applied_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS view_locks(
     view TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -183,6 +190,38 @@ class ViewStore:
                 "DELETE FROM view_generations WHERE view = ? AND generation <> ?",
                 (view, generation),
             )
+
+    def drop(self, view: str) -> None:
+        """Remove a view and all its state (refused while another process maintains it)."""
+        self.lock(view)
+        with self._conn:
+            for table in ("view_cells", "view_generations", "view_current", "view_locks"):
+                self._conn.execute(f"DELETE FROM {table} WHERE view = ?", (view,))
+
+    def set_definition(self, view: str, definition: str) -> None:
+        """Replace the stored definition of the current generation (same hash: description)."""
+        with self._conn:
+            self._conn.execute(
+                "UPDATE view_generations SET definition = ? WHERE view = ? AND generation = "
+                "(SELECT generation FROM view_current WHERE view = ?)",
+                (definition, view, view),
+            )
+
+    def record_applied(self, view: str, action: str, compiled: Any) -> None:
+        digest = None if compiled is None else compiled.definition_hash
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO view_applied(view, action, definition_hash, applied_at) "
+                "VALUES (?, ?, ?, ?)",
+                (view, action, digest, _now()),
+            )
+
+    def applied(self) -> list[tuple[str, str, str | None, str]]:
+        """What ``apply`` did, oldest first: (view, action, definition hash, time)."""
+        rows = self._conn.execute(
+            "SELECT view, action, definition_hash, applied_at FROM view_applied ORDER BY id"
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     # -- cells ----------------------------------------------------------------------------------
 
