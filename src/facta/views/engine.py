@@ -313,3 +313,15 @@ def rebuild(
         engine.close()
         raise
     return engine
+
+
+def state_at(log_path: str | os.PathLike[str], view: CompiledView, position: int) -> ViewStore:
+    """The view exactly as it was at checkpoint ``position``, built by replay in memory.
+
+    Returns an in-memory store holding that state; query it with ``open_snapshot``. (History
+    snapshots to shorten the replay are not kept yet: this replays from the start of the log.)
+    """
+    store = ViewStore(":memory:")
+    with ViewEngine(log_path, view, store).open() as engine:
+        engine.run(until=position)
+    return store

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from facta.views import calendar
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.store import Generation, ViewStore
@@ -72,7 +73,21 @@ class ViewSnapshot:
 
     def __init__(self, store: ViewStore, generation: Generation) -> None:
         self.store = store
+        self.ends_by: int | None = None
         self._use(generation)
+
+    def as_of(self, *, event_time: datetime | int) -> ViewSnapshot:
+        """The same view, merging only buckets that end at or before ``event_time``.
+
+        Buckets are on event time: a bucket still open at ``event_time`` is left out whole.
+        (Events recorded after ``event_time`` but belonging to earlier buckets are included;
+        facta does not yet offer ``known_at``.)
+        """
+        if self.view.definition.bucket is None:
+            raise ValueError(f"view {self.view.name!r} has no event-time bucket")
+        other = ViewSnapshot(self.store, self.info)
+        other.ends_by = epoch_seconds(event_time)
+        return other
 
     def _use(self, generation: Generation) -> None:
         self.info = generation
@@ -144,9 +159,16 @@ class ViewSnapshot:
         picks = [self.dimensions.index(n) for n in names]
         measures = self.view.measures
         groups: dict[tuple[Any, ...], Merged] = {}
+        bucket_spec = self.view.definition.bucket
         for dims, bucket, changed_at, states in self._cells(
             where, epoch_seconds(start), epoch_seconds(end)
         ):
+            if (
+                self.ends_by is not None
+                and bucket_spec is not None
+                and calendar.step(bucket, bucket_spec.width, bucket_spec.timezone) > self.ends_by
+            ):
+                continue
             key: tuple[Any, ...] = tuple(dims[i] for i in picks)
             if by_bucket:
                 key = (*key, bucket)
@@ -165,6 +187,8 @@ class ViewSnapshot:
             b"facta.position": str(self.position).encode(),
             b"facta.definition_hash": self.definition_hash.encode(),
         }
+        if self.ends_by is not None:
+            metadata[b"facta.as_of_event_time"] = str(self.ends_by).encode()
         return table.replace_schema_metadata(metadata)
 
     def table(

@@ -314,3 +314,46 @@ def ellipse(
     fields = [pa.field(n, snapshot.view.dimension_type(n)) for n in names]
     fields += [pa.field(n, t) for n, t in ELLIPSE_FIELDS]
     return snapshot.stamp(pa.table({f.name: pa.array(columns[f.name], f.type) for f in fields}))
+
+
+def point_in_time(
+    snapshot: ViewSnapshot,
+    spine: pa.Table,
+    keys: Sequence[str],
+    time: str,
+    window: int,
+) -> pa.Table:
+    """For each spine row, the measures of its group over the event-time window
+    ``[time − window, time)`` (``window`` in seconds): point-in-time features.
+
+    Only whole buckets inside the window count, so ``window`` should be a multiple of the
+    bucket width. Groups are the spine's ``keys`` (dimensions of the view).
+    """
+    bucket = snapshot.view.definition.bucket
+    if bucket is None:
+        raise ValueError(f"view {snapshot.view.name!r} has no event-time bucket")
+    cells = snapshot.merge(group_by=keys, by_bucket=True)
+    by_group: dict[tuple[Any, ...], list[tuple[int, Merged]]] = {}
+    for key, cell in cells.items():
+        by_group.setdefault(key[:-1], []).append((key[-1], cell))
+    measures = snapshot.view.measures
+    output = snapshot.view.output_types()
+    columns: dict[str, list[Any]] = {name: [] for name in output}
+    for row in spine.to_pylist():
+        moment = epoch_seconds(row[time])
+        assert moment is not None
+        low = moment - window
+        states = [m.new() for m in measures]
+        for start, cell in by_group.get(tuple(row[k] for k in keys), []):
+            if start >= low and calendar.step(start, bucket.width, bucket.timezone) <= moment:
+                for measure, into, other in zip(measures, states, cell.states, strict=True):
+                    measure.merge(into, other)
+        values: dict[str, Any] = {}
+        for measure, state in zip(measures, states, strict=True):
+            values.update(measure.finalize(state))
+        for name in output:
+            columns[name].append(values[name])
+    table = spine
+    for name, kind in output.items():
+        table = table.append_column(pa.field(name, kind), pa.array(columns[name], kind))
+    return snapshot.stamp(table)
