@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any, Final
 
 import pyarrow as pa
@@ -58,6 +59,24 @@ class CompiledView:
             for name in measure.fields:
                 seen.setdefault(name)
         return list(seen)
+
+    def log_columns(self) -> list[str]:
+        """The log columns this view reads: ``data`` and whichever builtins it refers to."""
+        definition = self.definition
+        texts = [self.filter_sql or "", *self.extract_sql.values()]
+        names = {*definition.dimensions, *self.measure_fields()}
+        if definition.bucket is not None:
+            names.add(definition.bucket.field)
+        wanted = ["position", "type", "data"]
+        for builtin, column in (
+            ("_stream", "stream"),
+            ("_version", "version"),
+            ("_recorded_at", "recorded_at"),
+            ("_metadata", "metadata"),
+        ):
+            if builtin in names or any(re.search(rf"\b{builtin}\b", t) for t in texts):
+                wanted.append(column)
+        return wanted
 
     def output_types(self) -> dict[str, pa.DataType]:
         types: dict[str, pa.DataType] = {}

@@ -114,7 +114,7 @@ class ViewEngine:
         self.store = store
         self.settings = settings or EngineSettings()
         self._log_path = os.fspath(log_path)
-        self._reader = LogReader(self._log_path, view.definition.source)
+        self._reader = LogReader(self._log_path, view.definition.source, view.log_columns())
         self._pipeline = Pipeline(view, self._log_path)
         self._after_batch = after_batch
         self.generation = generation or 0

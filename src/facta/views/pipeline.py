@@ -108,7 +108,8 @@ def build_sql(view: CompiledView) -> str:
     return f"""
 WITH src AS (
     SELECT position AS _position, stream AS _stream, type AS _type, version AS _version,
-           CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at, CAST(metadata AS JSON) AS _metadata,
+           CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at,
+           CAST(coalesce(metadata, '{{}}') AS JSON) AS _metadata,
            CAST(data AS JSON) AS _data
     FROM page
 ), fragments AS (
@@ -122,8 +123,28 @@ WITH src AS (
 ), {enriched}, extracted AS (
     SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM enriched
 )
-SELECT *, {bucket_sql} AS {BUCKET} FROM extracted ORDER BY _position
+SELECT {", ".join(output_columns(view))}, {bucket_sql} AS {BUCKET}
+FROM extracted ORDER BY _position
 """
+
+
+def kept_columns(view: CompiledView) -> list[str]:
+    """The columns measures and grouping need from each kept row."""
+    wanted = ["_position", *view.definition.dimensions]
+    wanted += [f for f in view.measure_fields() if f not in wanted]
+    return wanted
+
+
+def output_columns(view: CompiledView) -> list[str]:
+    """What the query returns: kept columns, the filter result, reject and miss flags."""
+    definition = view.definition
+    columns = [f'"{name}"' for name in kept_columns(view)]
+    columns.append(KEEP)
+    columns += [f'"__bad_{name}"' for name in definition.fields]
+    columns += [f'"__miss_{alias}"' for alias in definition.enrich]
+    if definition.bucket is not None and definition.bucket.field not in kept_columns(view):
+        columns.append(f'"{definition.bucket.field}"')
+    return columns
 
 
 class Pipeline:
@@ -220,8 +241,7 @@ class Pipeline:
             keep &= ~missing
         if failed.size:
             rejected_events = np.sort(np.concatenate([rejected_events, failed]))
-        wanted = ["_position", BUCKET, *self.view.definition.dimensions]
-        wanted += [f for f in self.view.measure_fields() if f not in wanted]
+        wanted = ["_position", BUCKET, *kept_columns(self.view)[1:]]
         rows = result.filter(pa.array(keep)).select(wanted)
         unmatched: dict[str, int] = {}
         for alias, join in self.view.definition.enrich.items():

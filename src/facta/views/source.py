@@ -9,6 +9,7 @@ log belong to other views.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import apsw
@@ -42,7 +43,7 @@ class Page:
 class LogReader:
     """Pages of a view's source events from the log file at ``path``."""
 
-    def __init__(self, path: str, source: Source) -> None:
+    def __init__(self, path: str, source: Source, columns: Sequence[str] | None = None) -> None:
         flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
         self._conn: Any = apsw.Connection(path, flags=flags)
         self._conn.set_busy_timeout(5000)
@@ -54,8 +55,11 @@ class LogReader:
         if source.stream_prefix:
             clauses.append("substr(stream, 1, ?) = ?")
             self._params.extend([len(source.stream_prefix), source.stream_prefix])
+        # Columns nobody reads come back as nulls: fewer bytes from SQLite into Arrow.
+        wanted = set(PAGE_SCHEMA.names if columns is None else columns) | {"position", "type"}
+        self._columns = [name for name in PAGE_SCHEMA.names if name in wanted]
         self._sql = (
-            "SELECT position, stream, version, type, recorded_at, data, metadata FROM events "
+            f"SELECT {', '.join(self._columns)} FROM events "
             f"WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ?"
         )
 
@@ -72,11 +76,13 @@ class LogReader:
             rows = self._conn.execute(self._sql, [after, upper, *self._params, limit]).fetchall()
         finally:
             self._conn.execute("COMMIT")
-        columns: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in PAGE_SCHEMA]
-        table = pa.Table.from_arrays(
-            [pa.array(list(col), type=f.type) for col, f in zip(columns, PAGE_SCHEMA, strict=True)],
-            schema=PAGE_SCHEMA,
-        )
+        columns: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in self._columns]
+        read = dict(zip(self._columns, columns, strict=True))
+        arrays = [
+            pa.array(read[f.name], type=f.type) if f.name in read else pa.nulls(len(rows), f.type)
+            for f in PAGE_SCHEMA
+        ]
+        table = pa.Table.from_arrays(arrays, schema=PAGE_SCHEMA)
         scanned = int(rows[-1][0]) if len(rows) >= limit else max(upper, after)
         return Page(table, after, scanned, head)
 
