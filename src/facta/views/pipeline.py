@@ -110,7 +110,7 @@ WITH src AS (
     SELECT position AS _position, stream AS _stream, type AS _type, version AS _version,
            CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at,
            CAST(coalesce(metadata, '{{}}') AS JSON) AS _metadata,
-           CAST(data AS JSON) AS _data
+           data AS _data
     FROM page
 ), fragments AS (
     SELECT *, {fragments_sql(names)} FROM src
