@@ -48,13 +48,16 @@ def test_coarser_groups_merge_states_not_averages(
     for mine, theirs in zip(result, exact, strict=True):
         assert mine["flights"] == theirs["flights"]
         assert abs(mine["mean"] - theirs["delay"]) < 1e-9 * abs(theirs["delay"])
-        assert mine["median"] == theirs["delay_q_p50"]  # the same merged sketch
         delays = [
             r["dep_delay"]
             for r in small_flights
             if r["origin"] == mine["origin"] and r["dep_delay"] is not None
         ]
-        assert abs(mine["median"] - float(np.median(delays))) <= 5
+        # KLL compaction is randomised: check the median in rank space, not by equality.
+        ordered = np.sort(delays)
+        below = np.searchsorted(ordered, mine["median"], "left") / ordered.size
+        at_or_below = np.searchsorted(ordered, mine["median"], "right") / ordered.size
+        assert below - 0.027 <= 0.5 <= at_or_below + 0.027
         assert round(mine["planes"]) == theirs["planes"]
         assert '"item"' in mine["top"]
 
