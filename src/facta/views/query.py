@@ -42,6 +42,16 @@ class ViewTimeout(TimeoutError):
 
 
 @dataclasses.dataclass(slots=True)
+class CellCache:
+    """The decoded cells of one view generation, as of ``checkpoint``."""
+
+    generation: int
+    created_at: str
+    checkpoint: int
+    cells: dict[tuple[str, int], tuple[list[Any], int, int, list[Any]]]
+
+
+@dataclasses.dataclass(slots=True)
 class Merged:
     """Merged states of one output group, and the latest position any of its cells changed."""
 
@@ -118,14 +128,41 @@ class ViewSnapshot:
                 )
             values = wanted if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
             allowed[self.dimensions.index(name)] = set(values)
-        measures = self.view.measures
-        for cell in self.store.cells(self.view.name, self.info.generation, buckets=(start, end)):
-            dims = json.loads(cell.dims)
+        for dims, bucket, changed_at, states in self._cached().values():
+            if start is not None and bucket < start:
+                continue
+            if end is not None and bucket >= end:
+                continue
             if any(dims[i] not in values for i, values in allowed.items()):
                 continue
-            raw = msgspec.msgpack.decode(cell.state)
-            states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
-            yield dims, cell.bucket, cell.changed_at, states
+            yield dims, bucket, changed_at, states
+
+    def _cached(self) -> dict[tuple[str, int], tuple[list[Any], int, int, list[Any]]]:
+        """Decoded cells, kept with the store and refreshed incrementally.
+
+        A cell rewritten after checkpoint C has ``changed_at`` > C, so a refresh reads only the
+        cells changed since the cached checkpoint. Must run inside the read transaction.
+        """
+        cache = self.store.cache.get(self.view.name)
+        if (
+            cache is None
+            or cache.generation != self.info.generation
+            or cache.created_at != self.info.created_at
+            or cache.checkpoint > self.position
+        ):
+            cache = CellCache(self.info.generation, self.info.created_at, -1, {})
+            self.store.cache[self.view.name] = cache
+        if cache.checkpoint != self.position:
+            measures = self.view.measures
+            for cell in self.store.cells(
+                self.view.name, self.info.generation, changed_after=cache.checkpoint
+            ):
+                raw = msgspec.msgpack.decode(cell.state)
+                states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
+                dims = json.loads(cell.dims)
+                cache.cells[(cell.dims, cell.bucket)] = (dims, cell.bucket, cell.changed_at, states)
+            cache.checkpoint = self.position
+        return cache.cells
 
     def merge(
         self,
@@ -174,8 +211,8 @@ class ViewSnapshot:
                 key = (*key, bucket)
             merged = groups.get(key)
             if merged is None:
-                groups[key] = Merged(states, changed_at)
-                continue
+                # A fresh accumulator: the cached cell states are never modified.
+                merged = groups[key] = Merged([m.new() for m in measures], changed_at)
             for measure, into, other in zip(measures, merged.states, states, strict=True):
                 measure.merge(into, other)
             merged.changed_at = max(merged.changed_at, changed_at)

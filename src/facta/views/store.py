@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS view_applied(
     definition_hash TEXT,
     applied_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS view_cells_changed ON view_cells(view, generation, changed_at);
 CREATE TABLE IF NOT EXISTS view_locks(
     view TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -112,6 +113,8 @@ class ViewStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        # Decoded cells of readers, per view (see ViewSnapshot); refreshed by changed_at.
+        self.cache: dict[str, Any] = {}
         # Test hook: called inside the commit transaction, after cells and checkpoint are written.
         self.before_commit: Callable[[], None] | None = None
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
@@ -226,7 +229,12 @@ class ViewStore:
     # -- cells ----------------------------------------------------------------------------------
 
     def cells(
-        self, view: str, generation: int, *, buckets: tuple[int | None, int | None] = (None, None)
+        self,
+        view: str,
+        generation: int,
+        *,
+        buckets: tuple[int | None, int | None] = (None, None),
+        changed_after: int | None = None,
     ) -> Iterator[StoredCell]:
         low, high = buckets
         sql = (
@@ -240,6 +248,9 @@ class ViewStore:
         if high is not None:
             sql += " AND bucket < ?"
             params.append(high)
+        if changed_after is not None and changed_after >= 0:
+            sql += " AND changed_at > ?"
+            params.append(changed_after)
         for row in self._conn.execute(sql, params):
             yield StoredCell(row[0], int(row[1]), int(row[2]), bytes(row[3]))
 
