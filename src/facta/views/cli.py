@@ -244,3 +244,16 @@ def apply_command(
         typer.echo(str(step))
     if not done:
         typer.echo("nothing to do")
+
+
+@views_app.command("bench")
+def bench_command(
+    copies: Annotated[int, typer.Option(help="Copies of the 336,776 flights.")] = 3,
+    rounds: Annotated[int, typer.Option(help="Alternating pairs per rebuild case.")] = 3,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N flights.")] = None,
+    queries: Annotated[int, typer.Option(help="Queries per query case.")] = 200,
+) -> None:
+    """Benchmark view rebuilds against a same-run DuckDB baseline, and query latency."""
+    from facta.views.bench import print_line, run_bench
+
+    run_bench(print_line, copies=copies, rounds=rounds, limit=limit, queries=queries)
