@@ -9,6 +9,7 @@ carries the position the view had applied and its definition hash in the schema 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -84,6 +85,7 @@ class ViewSnapshot:
     def __init__(self, store: ViewStore, generation: Generation) -> None:
         self.store = store
         self.ends_by: int | None = None
+        self._pinned = False
         self._use(generation)
 
     def as_of(self, *, event_time: datetime | int) -> ViewSnapshot:
@@ -172,12 +174,33 @@ class ViewSnapshot:
         end: datetime | int | None = None,
         group_by: Sequence[str] | None = None,
         by_bucket: bool = False,
+        only: set[int] | None = None,
+        keys: set[tuple[Any, ...]] | None = None,
     ) -> dict[tuple[Any, ...], Merged]:
         """Cells merged into groups of ``group_by`` (default: every dimension), and per bucket
-        if ``by_bucket`` (the bucket start is then the key's last element)."""
+        if ``by_bucket`` (the bucket start is then the key's last element).
+
+        ``only`` merges just the measures at those indices (the others stay empty); ``keys``
+        keeps just those groups. Inside :meth:`pinned`, every merge sees the same commit.
+        """
+        if self._pinned:
+            return self._merge(where, start, end, group_by, by_bucket, only, keys)
+        with self.pinned():
+            return self._merge(where, start, end, group_by, by_bucket, only, keys)
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Read one commit for every query made inside the block."""
+        if self._pinned:
+            yield
+            return
         with self.store.reading():
             self._refresh()
-            return self._merge(where, start, end, group_by, by_bucket)
+            self._pinned = True
+            try:
+                yield
+            finally:
+                self._pinned = False
 
     def _merge(
         self,
@@ -186,6 +209,8 @@ class ViewSnapshot:
         end: datetime | int | None,
         group_by: Sequence[str] | None,
         by_bucket: bool,
+        only: set[int] | None = None,
+        keys: set[tuple[Any, ...]] | None = None,
     ) -> dict[tuple[Any, ...], Merged]:
         names = tuple(self.dimensions if group_by is None else group_by)
         for name in names:
@@ -207,14 +232,19 @@ class ViewSnapshot:
             ):
                 continue
             key: tuple[Any, ...] = tuple(dims[i] for i in picks)
+            if keys is not None and key not in keys:
+                continue
             if by_bucket:
                 key = (*key, bucket)
             merged = groups.get(key)
             if merged is None:
                 # A fresh accumulator: the cached cell states are never modified.
                 merged = groups[key] = Merged([m.new() for m in measures], changed_at)
-            for measure, into, other in zip(measures, merged.states, states, strict=True):
-                measure.merge(into, other)
+            for index, (measure, into, other) in enumerate(
+                zip(measures, merged.states, states, strict=True)
+            ):
+                if only is None or index in only:
+                    measure.merge(into, other)
             merged.changed_at = max(merged.changed_at, changed_at)
         return groups
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from facta.views import calendar
 from facta.views.measures import CoMoments, Measure, Quantiles
@@ -144,13 +143,28 @@ def top(
     group_by: Sequence[str] | None = None,
     ascending: bool = False,
 ) -> pa.Table:
-    """The ``k`` groups with the largest (or smallest) value of output column ``by``."""
-    table = groups(snapshot, where=where, start=start, end=end, group_by=group_by)
-    if by not in table.column_names:
-        raise ValueError(f"view {snapshot.view.name!r} has no output column {by!r}")
-    order = "ascending" if ascending else "descending"
-    indices = pc.sort_indices(table, sort_keys=[(by, order, "at_end")])
-    return snapshot.stamp(table.take(indices[:k]))
+    """The ``k`` groups with the largest (or smallest) value of output column ``by``.
+
+    Only the measure behind ``by`` is merged for every group; the other measures are merged
+    for the ``k`` winners only.
+    """
+    names = _names(snapshot, group_by)
+    with snapshot.pinned():
+        owner = next(
+            (i for i, m in enumerate(snapshot.view.measures) if by in m.output_types()), None
+        )
+        if owner is None:
+            raise ValueError(f"view {snapshot.view.name!r} has no output column {by!r}")
+        measure = snapshot.view.measures[owner]
+        ranking = snapshot.merge(where=where, start=start, end=end, group_by=names, only={owner})
+        scored = [(measure.finalize(m.states[owner])[by], key) for key, m in ranking.items()]
+        present = [(v, key) for v, key in scored if v is not None]
+        present.sort(key=lambda item: item[0], reverse=not ascending)
+        chosen = [key for _, key in present[:k]]
+        if len(chosen) < k:
+            chosen += [key for v, key in scored if v is None][: k - len(chosen)]
+        full = snapshot.merge(where=where, start=start, end=end, group_by=names, keys=set(chosen))
+        return snapshot.table(full, names, rows=chosen)
 
 
 def heatmap(
