@@ -22,7 +22,7 @@ from facta.views import (
     views_path,
 )
 from facta.views.engine import ViewError, rebuild
-from facta.views.shapes import groups, series
+from facta.views.shapes import changes, groups, series
 from tests.views.conftest import FAST, flights_view
 
 EXACT = ["flights", "delay_sum", "miles", "delay_min", "delay_max", "last_plane", "first_plane"]
@@ -201,6 +201,8 @@ def test_late_events_update_their_bucket_and_mark_the_position(tmp_path: Path) -
     assert old.column("n").to_pylist() == [1, 1, 1] and new.column("n").to_pylist() == [2, 1, 1]
     assert new.column("delay").to_pylist() == [11.0, 2.0, 3.0]
     assert new.column("changed_at").to_pylist() == [4, 2, 3]
+    since = changes(open_snapshot(store, "late"), 3).to_pylist()
+    assert [(r["delay"], r["changed_at"]) for r in since] == [(11.0, 4)]
     assert old.schema.metadata[b"facta.position"] == b"3"
     assert new.schema.metadata[b"facta.position"] == b"4"
 

@@ -371,3 +371,15 @@ def point_in_time(
     for name, kind in output.items():
         table = table.append_column(pa.field(name, kind), pa.array(columns[name], kind))
     return snapshot.stamp(table)
+
+
+def changes(snapshot: ViewSnapshot, since: int) -> pa.Table:
+    """Every (group, bucket) cell that changed after log position ``since``, with its
+    finalized measures and ``changed_at`` — what a live client needs to catch up."""
+    with snapshot.pinned():
+        merged = snapshot.merge(by_bucket=True)
+        rows = [key for key, cell in merged.items() if cell.changed_at > since]
+        rows.sort(key=lambda key: merged[key].changed_at)
+        bucketed = snapshot.view.definition.bucket is not None
+        table = snapshot.table(merged, snapshot.dimensions, bucket=True, rows=rows)
+    return table if bucketed else snapshot.stamp(table.drop_columns(["bucket"]))
