@@ -147,6 +147,7 @@ def run_bench(
         texts = [row[0] for row in conn.execute("SELECT data FROM events ORDER BY position")]
         conn.close()
         duck = duckdb.connect(":memory:")
+        duck.execute("SET enable_progress_bar = false")
         duck.register("events", pa.table({"data": pa.array(texts, pa.string())}))
         emit({"name": "d2_sql", "sql": D2_SQL.strip()})
         for name, memory, goal in (

@@ -130,45 +130,55 @@ class TopKState:
 
 @dataclasses.dataclass(slots=True)
 class DistinctState:
-    """A HyperLogLog sketch with ``2**lg_k`` registers (relative error about 1.04/sqrt(2**lg_k))."""
+    """A HyperLogLog sketch with ``2**lg_k`` registers (relative error about 1.04/sqrt(2**lg_k)).
+
+    Merging many states (a query over hundreds of buckets) goes through one HLL union kept
+    open, not a new union per merge.
+    """
 
     lg_k: int
     sketch: Any = None
+    union: Any = None
 
-    def _ensure(self) -> Any:
-        if self.sketch is None:
-            self.sketch = ds.hll_sketch(self.lg_k, ds.tgt_hll_type.HLL_8)
+    def _settled(self) -> Any:
+        """The current sketch (closing an open union into one)."""
+        if self.union is not None:
+            self.sketch = self.union.get_result(ds.tgt_hll_type.HLL_8)
+            self.union = None
         return self.sketch
 
     def update(self, item: str) -> None:
-        self._ensure().update(item)
+        if self._settled() is None:
+            self.sketch = ds.hll_sketch(self.lg_k, ds.tgt_hll_type.HLL_8)
+        self.sketch.update(item)
 
     def merge(self, other: DistinctState) -> None:
-        if other.sketch is None or other.sketch.is_empty():
+        theirs = other._settled()
+        if theirs is None or theirs.is_empty():
             return
-        if self.sketch is None:
-            self.sketch = ds.hll_sketch.deserialize(other.sketch.serialize_compact())
-            return
-        union = ds.hll_union(self.lg_k)
-        union.update(self.sketch)
-        union.update(other.sketch)
-        self.sketch = union.get_result(ds.tgt_hll_type.HLL_8)
+        if self.union is None:
+            self.union = ds.hll_union(self.lg_k)
+            if self.sketch is not None:
+                self.union.update(self.sketch)
+                self.sketch = None
+        self.union.update(theirs)
 
     def estimate(self) -> float:
-        return 0.0 if self.sketch is None else float(self.sketch.get_estimate())
+        sketch = self._settled()
+        return 0.0 if sketch is None else float(sketch.get_estimate())
 
     def bounds(self, sigmas: int = 3) -> tuple[float, float]:
-        if self.sketch is None:
+        sketch = self._settled()
+        if sketch is None:
             return 0.0, 0.0
-        return float(self.sketch.get_lower_bound(sigmas)), float(
-            self.sketch.get_upper_bound(sigmas)
-        )
+        return float(sketch.get_lower_bound(sigmas)), float(sketch.get_upper_bound(sigmas))
 
     def relative_error(self) -> float:
         return 1.04 / math.sqrt(2**self.lg_k)
 
     def dump(self) -> bytes:
-        return b"" if self.sketch is None else bytes(self.sketch.serialize_compact())
+        sketch = self._settled()
+        return b"" if sketch is None else bytes(sketch.serialize_compact())
 
     @staticmethod
     def load(lg_k: int, raw: bytes) -> DistinctState:
