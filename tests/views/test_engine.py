@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -24,6 +25,9 @@ from facta.views import (
 from facta.views.engine import ViewError, rebuild
 from facta.views.shapes import changes, groups, series
 from tests.views.conftest import FAST, flights_view
+from tests.views.oracle import oracle_connection, run_sql
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 EXACT = ["flights", "delay_sum", "miles", "delay_min", "delay_max", "last_plane", "first_plane"]
 
@@ -150,6 +154,17 @@ def test_a_maintainer_killed_anywhere_resumes_without_double_counting(
     assert crashed.select(EXACT).to_pylist() == clean.select(EXACT).to_pylist()
     assert crashed.column("planes").to_pylist() == clean.column("planes").to_pylist()
     assert sum(crashed.column("flights").to_pylist()) == 3000
+    # And against the hand-written oracle SQL, cell by cell (carrier × origin × local day).
+    per_day = groups(open_snapshot(store, "crashy"), per_bucket=True).to_pylist()
+    mine = {
+        (r["carrier"], r["origin"], r["bucket"].astimezone(NEW_YORK).date()): r for r in per_day
+    }
+    oracle = run_sql(oracle_connection(flights_log), "delays")
+    assert len(oracle) == len(mine)
+    for expected in oracle:
+        found = mine[(expected["carrier"], expected["origin"], expected["local_day"])]
+        for name in ("flights", "delay_n", "miles", "delay_min", "delay_max", "last_plane"):
+            assert found[name] == expected[name], (name, expected, found)
 
 
 def test_a_second_maintainer_exits_naming_the_holder(flights_log: Path) -> None:
