@@ -146,3 +146,28 @@ def test_min_position_waits_then_times_out(flights_log: Path) -> None:
     with pytest.raises(ViewTimeout, match="not 999999"):
         open_snapshot(snapshot.store, "waiting", min_position=999_999, timeout=0.05)
     assert open_snapshot(snapshot.store, "waiting", min_position=snapshot.position).position >= 1
+
+
+def test_a_view_without_dimensions_or_bucket_is_one_cell(
+    flights_log: Path, small_flights: list[dict[str, Any]]
+) -> None:
+    snapshot = built(
+        flights_log,
+        "whole_log",
+        dimensions=[],
+        bucket=None,
+        measures={"events": "count", "streams": "distinct(_stream)", "last": "latest(_stream)"},
+    )
+    [row] = shapes.kpi(snapshot).to_pylist()
+    assert row["events"] == len(small_flights)
+    assert (
+        row["streams_lower"]
+        <= len(
+            {r["carrier"] + str(r["flight"]) + str((r["month"], r["day"])) for r in small_flights}
+        )
+        <= row["streams_upper"]
+    )
+    assert row["last"].startswith("flight-")
+    [change] = shapes.changes(snapshot, 0).to_pylist()
+    assert change["events"] == len(small_flights) and "bucket" not in change
+    assert shapes.changes(snapshot, snapshot.position).num_rows == 0

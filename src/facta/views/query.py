@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ import pyarrow as pa
 from facta.views import calendar
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
+from facta.views.grouping import dims_text
 from facta.views.store import Generation, ViewStore
 
 Where = Mapping[str, Any]
@@ -50,6 +52,7 @@ class CellCache:
     created_at: str
     checkpoint: int
     cells: dict[tuple[str, int], tuple[list[Any], int, int, list[Any]]]
+    by_dims: dict[str, list[tuple[str, int]]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -130,7 +133,16 @@ class ViewSnapshot:
                 )
             values = wanted if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
             allowed[self.dimensions.index(name)] = set(values)
-        for dims, bucket, changed_at, states in self._cached().values():
+        cells = self._cached()
+        candidates: Iterable[tuple[list[Any], int, int, list[Any]]] = cells.values()
+        if self.dimensions and len(allowed) == len(self.dimensions):
+            # Every dimension is pinned: look the groups up instead of scanning every cell.
+            index = self.store.cache[self.view.name].by_dims
+            texts = (
+                dims_text(v) for v in itertools.product(*(allowed[i] for i in range(len(allowed))))
+            )
+            candidates = [cells[key] for text in texts for key in index.get(text, ())]
+        for dims, bucket, changed_at, states in candidates:
             if start is not None and bucket < start:
                 continue
             if end is not None and bucket >= end:
@@ -152,7 +164,7 @@ class ViewSnapshot:
             or cache.created_at != self.info.created_at
             or cache.checkpoint > self.position
         ):
-            cache = CellCache(self.info.generation, self.info.created_at, -1, {})
+            cache = CellCache(self.info.generation, self.info.created_at, -1, {}, {})
             self.store.cache[self.view.name] = cache
         if cache.checkpoint != self.position:
             measures = self.view.measures
@@ -162,7 +174,10 @@ class ViewSnapshot:
                 raw = msgspec.msgpack.decode(cell.state)
                 states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
                 dims = json.loads(cell.dims)
-                cache.cells[(cell.dims, cell.bucket)] = (dims, cell.bucket, cell.changed_at, states)
+                key = (cell.dims, cell.bucket)
+                if key not in cache.cells:
+                    cache.by_dims.setdefault(cell.dims, []).append(key)
+                cache.cells[key] = (dims, cell.bucket, cell.changed_at, states)
             cache.checkpoint = self.position
         return cache.cells
 
