@@ -168,6 +168,10 @@ class ViewEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def head(self) -> int:
+        """The log's last position now."""
+        return self._reader.head()
+
     # -- folding the log -------------------------------------------------------------------------
 
     def step(self, *, until: int | None = None) -> int:
@@ -301,7 +305,7 @@ def rebuild(
     """
     engine = ViewEngine(log_path, view, store, settings).open(fresh=True)
     try:
-        head = engine._reader.head()
+        head = engine.head()
         while engine.step(until=head):
             if progress is not None:
                 progress(engine.checkpoint, head)

@@ -32,7 +32,6 @@ _TRUNC: Final = {"1h": "hour", "1d": "day", "1w": "week", "1mo": "month"}
 _EPOCH_TO_US: Final = {"s": 1_000_000, "ms": 1_000, "us": 1}
 KEEP: Final = "__keep"
 BUCKET: Final = "__bucket"
-BUCKET_BAD: Final = "__bucket_bad"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
