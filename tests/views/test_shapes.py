@@ -171,3 +171,20 @@ def test_a_view_without_dimensions_or_bucket_is_one_cell(
     [change] = shapes.changes(snapshot, 0).to_pylist()
     assert change["events"] == len(small_flights) and "bucket" not in change
     assert shapes.changes(snapshot, snapshot.position).num_rows == 0
+
+
+def test_all_time_rollups_equal_the_merge_of_their_buckets(flights_log: Path) -> None:
+    snapshot = built(flights_log, "rolled")
+    exact = ["carrier", "flights", "delay_sum", "miles", "delay_min", "delay_max", "last_plane"]
+    rolled = shapes.groups(snapshot, group_by=["carrier"])  # reads the roll-up cells
+    merged = shapes.groups(snapshot, group_by=["carrier"], start=0)  # merges daily cells
+    assert rolled.select(exact).to_pylist() == merged.select(exact).to_pylist()
+    for a, b in zip(
+        rolled.column("delay_var").to_pylist(), merged.column("delay_var").to_pylist(), strict=True
+    ):
+        assert (a is None and b is None) or abs(a - b) <= 1e-9 * abs(a)
+    cells, _ = snapshot.store.size("rolled", snapshot.info.generation)
+    assert (
+        cells
+        == shapes.groups(snapshot, per_bucket=True).num_rows + shapes.groups(snapshot).num_rows
+    )

@@ -58,7 +58,8 @@ def test_coarser_groups_merge_states_not_averages(
         below = np.searchsorted(ordered, mine["median"], "left") / ordered.size
         at_or_below = np.searchsorted(ordered, mine["median"], "right") / ordered.size
         assert below - 0.027 <= 0.5 <= at_or_below + 0.027
-        assert round(mine["planes"]) == theirs["planes"]
+        # The view's all-time roll-up and the SQL union of daily sketches are two estimates.
+        assert abs(mine["planes"] - theirs["planes"]) <= 0.03 * theirs["planes"]
         assert '"item"' in mine["top"]
 
 

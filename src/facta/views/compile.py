@@ -27,7 +27,7 @@ from facta.views.expressions import (
 from facta.views.measures import NUMERIC_KINDS, Measure, make_measure
 from facta.views.parsing import FIELD_SQL_TYPES
 
-STATE_FORMAT: Final = 1
+STATE_FORMAT: Final = 2  # 2: bucketed views keep an all-time roll-up cell per group
 _ARROW_FOR_KIND: Final = {
     "int": pa.int64(),
     "float": pa.float64(),

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from facta.views.batch import Column
 from facta.views.compile import CompiledView
-from facta.views.grouping import Key, group_rows
+from facta.views.grouping import ROLLUP, Key, group_rows
 from facta.views.measures import Batch
 from facta.views.moments import SumOverflow
 from facta.views.pipeline import BUCKET, Pipeline
@@ -33,6 +33,7 @@ from facta.views.source import LogReader
 from facta.views.store import StoredCell, ViewStore
 
 MAX_BATCH: Final = 50_000
+BUCKET_LEVEL: Final = 0
 KEPT_POSITIONS: Final = 100
 
 
@@ -243,12 +244,25 @@ class ViewEngine:
         if rows.num_rows == 0:
             return
         definition = self.view.definition
-        bucket = BUCKET if definition.bucket is not None else None
-        groups, keys = group_rows(rows, definition.dimensions, bucket)
         positions = rows.column("_position").to_numpy().astype(np.int64)
         columns = {
             name: self._column(rows.column(name), name) for name in self.view.measure_fields()
         }
+        if definition.bucket is None:
+            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
+        else:
+            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
+            # The all-time roll-up per group: queries without a time range read one cell.
+            self._fold_groups(rows, positions, columns, ROLLUP)
+
+    def _fold_groups(
+        self, rows: pa.Table, positions: Any, columns: dict[str, Column], level: int
+    ) -> None:
+        definition = self.view.definition
+        bucketed = level == BUCKET_LEVEL and definition.bucket is not None
+        groups, keys = group_rows(rows, definition.dimensions, BUCKET if bucketed else None)
+        if level == ROLLUP:
+            keys = [(dims, ROLLUP) for dims, _ in keys]
         batch = Batch(groups, columns, positions)
         changed = np.zeros(groups.count, dtype=np.int64)
         np.maximum.at(changed, groups.inverse, positions)
@@ -266,9 +280,10 @@ class ViewEngine:
                 measure.update([c.states[index] for c in cells], batch)
             except SumOverflow as exc:
                 dims, start = keys[exc.group]
+                where = "all time" if start == ROLLUP else f"bucket {start}"
                 raise ViewError(
                     f"view {self.view.name!r}, measure {measure.name!r}, group {dims} "
-                    f"bucket {start}: {exc}"
+                    f"{where}: {exc}"
                 ) from None
 
     def _column(self, column: pa.ChunkedArray, name: str) -> Column:

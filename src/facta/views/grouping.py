@@ -8,7 +8,7 @@ values as canonical JSON text, and the bucket start (epoch seconds; 0 for unbuck
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -19,6 +19,8 @@ from facta.views.batch import Groups, Ints
 
 _encode = msgspec.json.Encoder(order="deterministic")
 Key = tuple[str, int]
+# The bucket key of a group's all-time roll-up cell: no bucket starts this early.
+ROLLUP: Final = -(2**62)
 
 
 def dims_text(values: Sequence[Any]) -> str:

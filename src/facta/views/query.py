@@ -25,7 +25,7 @@ import pyarrow as pa
 from facta.views import calendar
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
-from facta.views.grouping import dims_text
+from facta.views.grouping import ROLLUP, dims_text
 from facta.views.store import Generation, ViewStore
 
 Where = Mapping[str, Any]
@@ -121,9 +121,10 @@ class ViewSnapshot:
         return self.view.definition.dimensions
 
     def _cells(
-        self, where: Where | None, start: int | None, end: int | None
+        self, where: Where | None, start: int | None, end: int | None, rollup: bool = False
     ) -> Iterator[tuple[list[Any], int, int, list[Any]]]:
-        """(dimension values, bucket, changed_at, states) of every matching cell."""
+        """(dimension values, bucket, changed_at, states) of every matching cell: bucket cells,
+        or with ``rollup`` the all-time cell of each group."""
         allowed = {}
         for name, wanted in (where or {}).items():
             if name not in self.dimensions:
@@ -143,6 +144,8 @@ class ViewSnapshot:
             )
             candidates = [cells[key] for text in texts for key in index.get(text, ())]
         for dims, bucket, changed_at, states in candidates:
+            if (bucket == ROLLUP) != rollup:
+                continue
             if start is not None and bucket < start:
                 continue
             if end is not None and bucket >= end:
@@ -237,8 +240,16 @@ class ViewSnapshot:
         measures = self.view.measures
         groups: dict[tuple[Any, ...], Merged] = {}
         bucket_spec = self.view.definition.bucket
+        # Over all time, a bucketed view's roll-up cells hold exactly the merge of its buckets.
+        rollup = (
+            bucket_spec is not None
+            and not by_bucket
+            and start is None
+            and end is None
+            and self.ends_by is None
+        )
         for dims, bucket, changed_at, states in self._cells(
-            where, epoch_seconds(start), epoch_seconds(end)
+            where, epoch_seconds(start), epoch_seconds(end), rollup
         ):
             if (
                 self.ends_by is not None
