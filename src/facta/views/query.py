@@ -53,6 +53,7 @@ class CellCache:
     checkpoint: int
     cells: dict[tuple[str, int], tuple[list[Any], int, int, list[Any]]]
     by_dims: dict[str, list[tuple[str, int]]]
+    rollups: list[tuple[str, int]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -136,6 +137,8 @@ class ViewSnapshot:
             allowed[self.dimensions.index(name)] = set(values)
         cells = self._cached()
         candidates: Iterable[tuple[list[Any], int, int, list[Any]]] = cells.values()
+        if rollup:
+            candidates = [cells[key] for key in self.store.cache[self.view.name].rollups]
         if self.dimensions and len(allowed) == len(self.dimensions):
             # Every dimension is pinned: look the groups up instead of scanning every cell.
             index = self.store.cache[self.view.name].by_dims
@@ -167,7 +170,7 @@ class ViewSnapshot:
             or cache.created_at != self.info.created_at
             or cache.checkpoint > self.position
         ):
-            cache = CellCache(self.info.generation, self.info.created_at, -1, {}, {})
+            cache = CellCache(self.info.generation, self.info.created_at, -1, {}, {}, [])
             self.store.cache[self.view.name] = cache
         if cache.checkpoint != self.position:
             measures = self.view.measures
@@ -180,6 +183,8 @@ class ViewSnapshot:
                 key = (cell.dims, cell.bucket)
                 if key not in cache.cells:
                     cache.by_dims.setdefault(cell.dims, []).append(key)
+                    if cell.bucket == ROLLUP:
+                        cache.rollups.append(key)
                 cache.cells[key] = (dims, cell.bucket, cell.changed_at, states)
             cache.checkpoint = self.position
         return cache.cells
