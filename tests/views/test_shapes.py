@@ -101,6 +101,10 @@ def test_top_heatmap_box_and_ellipse(
     for row in small_flights:
         counts[row["carrier"]] = counts.get(row["carrier"], 0) + 1
     assert [r["flights"] for r in top] == sorted(counts.values(), reverse=True)[:3]
+    busiest = shapes.top(snapshot, "flights", 3, per_bucket=True).to_pylist()
+    every_cell = sorted(shapes.groups(snapshot, per_bucket=True).column("flights").to_pylist())
+    assert [r["flights"] for r in busiest] == every_cell[::-1][:3]
+    assert all(r["bucket"] is not None and r["delay_q_n"] is not None for r in busiest)
     heat = shapes.heatmap(snapshot, "flights", "carrier", "origin")
     assert heat.column_names == ["carrier", "origin", "flights"]
     assert sum(heat.column("flights").to_pylist()) == 3000

@@ -142,8 +142,10 @@ def top(
     end: Time = None,
     group_by: Sequence[str] | None = None,
     ascending: bool = False,
+    per_bucket: bool = False,
 ) -> pa.Table:
-    """The ``k`` groups with the largest (or smallest) value of output column ``by``.
+    """The ``k`` groups (or, ``per_bucket``, group-buckets) with the largest (or smallest)
+    value of output column ``by``.
 
     Only the measure behind ``by`` is merged for every group; the other measures are merged
     for the ``k`` winners only.
