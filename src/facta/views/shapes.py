@@ -158,15 +158,20 @@ def top(
         if owner is None:
             raise ValueError(f"view {snapshot.view.name!r} has no output column {by!r}")
         measure = snapshot.view.measures[owner]
-        ranking = snapshot.merge(where=where, start=start, end=end, group_by=names, only={owner})
+        ranking = snapshot.merge(
+            where=where, start=start, end=end, group_by=names, only={owner}, by_bucket=per_bucket
+        )
         scored = [(measure.finalize(m.states[owner])[by], key) for key, m in ranking.items()]
         present = [(v, key) for v, key in scored if v is not None]
         present.sort(key=lambda item: item[0], reverse=not ascending)
         chosen = [key for _, key in present[:k]]
         if len(chosen) < k:
             chosen += [key for v, key in scored if v is None][: k - len(chosen)]
-        full = snapshot.merge(where=where, start=start, end=end, group_by=names, keys=set(chosen))
-        return snapshot.table(full, names, rows=chosen)
+        wanted = {key[: len(names)] for key in chosen}
+        full = snapshot.merge(
+            where=where, start=start, end=end, group_by=names, keys=wanted, by_bucket=per_bucket
+        )
+        return snapshot.table(full, names, rows=chosen, bucket=per_bucket)
 
 
 def heatmap(
