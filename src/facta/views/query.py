@@ -203,8 +203,9 @@ class ViewSnapshot:
         """Cells merged into groups of ``group_by`` (default: every dimension), and per bucket
         if ``by_bucket`` (the bucket start is then the key's last element).
 
-        ``only`` merges just the measures at those indices (the others stay empty); ``keys``
-        keeps just those groups. Inside :meth:`pinned`, every merge sees the same commit.
+        ``only`` merges just the measures at those indices (the others hold ``None``); ``keys``
+        keeps just those groups (with their bucket, if ``by_bucket``). Inside :meth:`pinned`,
+        every merge sees the same commit.
         """
         if self._pinned:
             return self._merge(where, start, end, group_by, by_bucket, only, keys)
@@ -263,14 +264,18 @@ class ViewSnapshot:
             ):
                 continue
             key: tuple[Any, ...] = tuple(dims[i] for i in picks)
-            if keys is not None and key not in keys:
-                continue
             if by_bucket:
                 key = (*key, bucket)
+            if keys is not None and key not in keys:
+                continue
             merged = groups.get(key)
             if merged is None:
-                # A fresh accumulator: the cached cell states are never modified.
-                merged = groups[key] = Merged([m.new() for m in measures], changed_at)
+                # A fresh accumulator: the cached cell states are never modified. Measures
+                # left out by ``only`` get none at all.
+                fresh = [
+                    m.new() if only is None or i in only else None for i, m in enumerate(measures)
+                ]
+                merged = groups[key] = Merged(fresh, changed_at)
             for index, (measure, into, other) in enumerate(
                 zip(measures, merged.states, states, strict=True)
             ):

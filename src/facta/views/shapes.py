@@ -167,9 +167,13 @@ def top(
         chosen = [key for _, key in present[:k]]
         if len(chosen) < k:
             chosen += [key for v, key in scored if v is None][: k - len(chosen)]
-        wanted = {key[: len(names)] for key in chosen}
         full = snapshot.merge(
-            where=where, start=start, end=end, group_by=names, keys=wanted, by_bucket=per_bucket
+            where=where,
+            start=start,
+            end=end,
+            group_by=names,
+            keys=set(chosen),
+            by_bucket=per_bucket,
         )
         return snapshot.table(full, names, rows=chosen, bucket=per_bucket)
 
