@@ -63,3 +63,46 @@ def test_errors_are_one_line_and_non_zero(flights_log: Path, tmp_path: Path) -> 
     )
     assert missing.exit_code == 1
     assert "defines no view 'nosuch' (views: delays)" in missing.output
+
+
+def test_run_follows_the_log_until_terminated(flights_log: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from facta.log import NewEvent, SqliteLog
+    from facta.views import ViewStore, open_snapshot, views_path
+    from facta.views.shapes import kpi
+    from tests.views.conftest import FAST
+
+    project = tmp_path / "facta.toml"
+    project.write_text(PROJECT)
+    code = "from facta.views.cli import views_app; views_app()"
+    args = ["run", "--log", str(flights_log), "--project", str(project)]
+    follower = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        store = ViewStore(views_path(flights_log))
+        assert open_snapshot(store, "delays", min_position=3000, timeout=30).position >= 3000
+        data = {
+            "carrier": "ZZ",
+            "origin": "JFK",
+            "dep_delay": 1.0,
+            "time_hour": "2013-05-05T10:00:00Z",
+        }
+        with SqliteLog(flights_log, FAST) as log:
+            written = log.append_sync("late", [NewEvent(type="FlightDeparted", data=data)])
+        assert written.last_position is not None
+        # Read-your-writes: wait until the follower has applied the append.
+        snapshot = open_snapshot(store, "delays", min_position=written.last_position, timeout=30)
+        assert kpi(snapshot, where={"carrier": "ZZ"}).column("flights").to_pylist() == [1]
+        assert (
+            store.holder("delays") == f"pid {follower.pid} on {__import__('socket').gethostname()}"
+        )
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 0, out
+    assert f"delays: checkpoint {written.last_position}" in out
+    assert store.holder("delays") is None  # the lock is released on the way out

@@ -349,14 +349,19 @@ def open_snapshot(
     timeout: float = 5.0,
     poll: float = 0.005,
 ) -> ViewSnapshot:
-    """The view's committed state; with ``min_position``, wait until it has applied it."""
+    """The view's committed state; with ``min_position``, wait until it has applied it (a view
+    not built yet is waited for too)."""
     deadline = time.monotonic() + timeout
     while True:
         generation = store.current(view)
-        if generation is None:
+        if generation is None and min_position is None:
             raise ViewNotFound(view)
-        if min_position is None or generation.checkpoint >= min_position:
+        if generation is not None and (
+            min_position is None or generation.checkpoint >= min_position
+        ):
             return ViewSnapshot(store, generation)
         if time.monotonic() >= deadline:
-            raise ViewTimeout(view, min_position, generation.checkpoint, timeout)
+            # A view not built yet has applied nothing: waiting for it is waiting for P.
+            reached = 0 if generation is None else generation.checkpoint
+            raise ViewTimeout(view, min_position or 0, reached, timeout)
         time.sleep(poll)
