@@ -87,3 +87,35 @@ def test_point_in_time_features_use_only_the_window_before_each_row(
         )
         assert row["flights"] == expected
     assert sum(r["flights"] for r in result) > 0
+
+
+def test_known_at_leaves_out_facts_recorded_later(tmp_path: Path) -> None:
+    from datetime import UTC
+
+    from facta.log import NewEvent, SqliteLog
+    from facta.views.engine import state_known_at
+    from tests.views.conftest import FAST
+
+    class Clock:
+        now_value = datetime(2013, 1, 2, 12, tzinfo=UTC)
+
+        def now(self) -> datetime:
+            return self.now_value
+
+    clock = Clock()
+    path = tmp_path / "log.db"
+
+    def flight(day: int) -> NewEvent:
+        data = {"carrier": "AA", "origin": "JFK", "time_hour": f"2013-01-{day:02d}T15:00:00Z"}
+        return NewEvent(type="FlightDeparted", data=data)
+
+    with SqliteLog(path, FAST, clock=clock) as log:
+        log.append_sync("a", [flight(1), flight(1)])  # recorded on January 2
+        clock.now_value = datetime(2013, 1, 9, tzinfo=UTC)
+        log.append_sync("b", [flight(1)])  # a late report, recorded a week later
+    view = compiled("known")
+    cut = datetime(2013, 1, 3, tzinfo=UTC)
+    then = open_snapshot(state_known_at(path, view, cut), "known").as_of(event_time=cut)
+    assert kpi(then).column("flights").to_pylist() == [2]
+    now = open_snapshot(state_at(path, view, 3), "known").as_of(event_time=cut)
+    assert kpi(now).column("flights").to_pylist() == [3]

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from facta.views.batch import Column
-from facta.views.compile import CompiledView
+from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key, group_rows
 from facta.views.measures import Batch
 from facta.views.moments import SumOverflow
@@ -343,4 +344,25 @@ def state_at(log_path: str | os.PathLike[str], view: CompiledView, position: int
     store = ViewStore(":memory:")
     with ViewEngine(log_path, view, store).open() as engine:
         engine.run(until=position)
+    return store
+
+
+def state_known_at(
+    log_path: str | os.PathLike[str], view: CompiledView, moment: datetime
+) -> ViewStore:
+    """The view as it could have been known at ``moment``: only events the log had recorded by
+    then (``_recorded_at <= moment``), built by replay in memory. Combine with
+    ``snapshot.as_of(event_time=moment)`` to also keep only buckets that had ended — no later
+    fact leaks into the result.
+    """
+    if moment.tzinfo is None:
+        raise ValueError(f"known_at needs an aware time, found naive {moment.isoformat()}")
+    stamp = moment.astimezone(UTC).isoformat()
+    known = f"_recorded_at <= TIMESTAMPTZ '{stamp}'"
+    original = view.definition.filter
+    condition = known if original is None else f"({original}) AND {known}"
+    variant = compile_view(view.definition.model_copy(update={"filter": condition}))
+    store = ViewStore(":memory:")
+    with ViewEngine(log_path, variant, store).open() as engine:
+        engine.run()
     return store
