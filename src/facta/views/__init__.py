@@ -15,7 +15,15 @@ from facta.views.definition import (
     load_definition,
     load_views,
 )
-from facta.views.engine import DefinitionChanged, EngineSettings, ViewEngine, ViewError
+from facta.views.engine import (
+    DefinitionChanged,
+    EngineSettings,
+    ViewEngine,
+    ViewError,
+    rebuild,
+    state_at,
+    state_known_at,
+)
 from facta.views.measures import Measure, make_measure
 from facta.views.query import ViewNotFound, ViewSnapshot, ViewTimeout, open_snapshot
 from facta.views.store import ViewLocked, ViewStore, views_path
@@ -42,5 +50,8 @@ __all__ = [
     "load_views",
     "make_measure",
     "open_snapshot",
+    "rebuild",
+    "state_at",
+    "state_known_at",
     "views_path",
 ]
