@@ -48,27 +48,52 @@ app.command("stats")(stats)
 app.command("import")(import_command)
 
 
-@app.command(
-    "bench",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def bench(context: typer.Context) -> None:
-    """Benchmarks of the log: facta bench log (see facta bench --help)."""
-    # Imported on use only, so the benchmarks' dependencies never slow down or break the rest.
+def _run_lazy(module_name: str, attribute: str, name: str, args: list[str]) -> None:
+    """Run a sub-app that is imported only when its command runs, so the heavier dependencies
+    of benchmarks, views (DuckDB) or the server never slow down or break the log commands."""
     try:
-        module = importlib.import_module("facta.bench.cli")
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise InvalidInput(
-            f"facta bench is not available: module {exc.name!r} is missing "
+            f"facta {name} is not available: module {exc.name!r} is missing "
             "(pip install -e '.[bench]')"
         ) from None
     wrapper = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    wrapper.add_typer(module.bench_app, name="bench")
+    wrapper.add_typer(getattr(module, attribute), name=name)
     command = typer.main.get_command(wrapper)
-    result = command.main(args=["bench", *context.args], prog_name="facta", standalone_mode=False)
+    result = command.main(args=[name, *args], prog_name="facta", standalone_mode=False)
     if isinstance(result, int) and result != 0:
         raise typer.Exit(result)
+
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+# name -> (module, typer app attribute, help, the sub-command a top-level alias runs)
+_LAZY: dict[str, tuple[str, str, str, str | None]] = {
+    "bench": ("facta.bench.cli", "bench_app", "Benchmarks: facta bench log.", None),
+    "views": ("facta.views.cli", "views_app", "Materialized views: list, run, rebuild.", None),
+    "plan": ("facta.views.cli", "views_app", "Show what apply would change (views).", "plan"),
+    "apply": ("facta.views.cli", "views_app", "Move the views to facta.toml.", "apply"),
+    "sql": ("facta.views.cli", "views_app", "Read-only SQL over the views.", "sql"),
+}
+
+
+def _lazy_command(name: str) -> None:
+    module_name, attribute, help_text, alias = _LAZY[name]
+
+    def command(context: typer.Context) -> None:
+        args = list(context.args)
+        if alias is None:
+            _run_lazy(module_name, attribute, name, args)
+        else:
+            _run_lazy(module_name, attribute, "views", [alias, *args])
+
+    command.__doc__ = help_text
+    app.command(name, context_settings=_PASS_THROUGH, add_help_option=False)(command)
+
+
+for _name in _LAZY:
+    _lazy_command(_name)
 
 
 def exit_code_of(error: BaseException) -> int:

@@ -1,0 +1,144 @@
+"""One micro-batch as the measures see it: column arrays and the rows of each group.
+
+Measures never loop over events. The engine assigns every row a group index (numpy grouping),
+and a measure works on whole columns: ``bincount`` for moments, ``reduceat`` for extremes, one
+sketch call per group slice, or one sketch call per distinct (group, value) pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+Objects = npt.NDArray[np.object_]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Groups:
+    """The rows of each group of a batch: ``inverse[row]`` is the row's group index."""
+
+    inverse: Ints
+    count: int
+
+    @staticmethod
+    def of(inverse: npt.ArrayLike, count: int | None = None) -> Groups:
+        codes = np.asarray(inverse, dtype=np.int64)
+        size = int(codes.max()) + 1 if count is None and codes.size else (count or 0)
+        return Groups(codes, size)
+
+    @staticmethod
+    def single(rows: int) -> Groups:
+        return Groups(np.zeros(rows, dtype=np.int64), 1 if rows else 0)
+
+    def sizes(self, mask: Bools | None = None) -> Ints:
+        """Rows per group (only rows where ``mask`` is true, if given)."""
+        codes = self.inverse if mask is None else self.inverse[mask]
+        return np.bincount(codes, minlength=self.count).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Column:
+    """A batch column: ``values`` with ``present`` false where the row has no usable value.
+
+    Numbers are float64 or int64 arrays; anything else (strings, booleans) is an object array.
+    NaN counts as absent: every measure but ``count`` skips it.
+    """
+
+    values: npt.NDArray[Any]
+    present: Bools
+    texts: bool = False  # values are already ``str`` (no per-value conversion for sketches)
+
+    @staticmethod
+    def floats(values: npt.ArrayLike) -> Column:
+        array = np.asarray(values, dtype=np.float64)
+        return Column(array, ~np.isnan(array))
+
+    @staticmethod
+    def ints(values: npt.ArrayLike, present: npt.ArrayLike | None = None) -> Column:
+        array = np.asarray(values, dtype=np.int64)
+        mask = np.ones(array.shape, dtype=np.bool_) if present is None else np.asarray(present)
+        return Column(array, mask.astype(np.bool_))
+
+    @staticmethod
+    def objects(values: list[Any] | Objects) -> Column:
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        present = np.fromiter(
+            (v is not None and not (isinstance(v, float) and v != v) for v in array),
+            dtype=np.bool_,
+            count=len(array),
+        )
+        return Column(array, present)
+
+    @staticmethod
+    def strings(values: Objects, present: Bools) -> Column:
+        """A column of ``str`` values (``None`` where ``present`` is false)."""
+        return Column(values, present, texts=True)
+
+    @property
+    def is_int(self) -> bool:
+        return self.values.dtype == np.int64
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.values.dtype in (np.int64, np.float64)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Segments:
+    """Rows sorted by group: group ``g`` owns ``rows[starts[g]:starts[g + 1]]``."""
+
+    rows: Ints
+    starts: Ints
+
+    @staticmethod
+    def of(groups: Groups, mask: Bools) -> Segments:
+        rows = np.flatnonzero(mask)
+        codes = groups.inverse[rows]
+        order = np.argsort(codes, kind="stable")
+        rows = rows[order]
+        counts = np.bincount(codes, minlength=groups.count)
+        starts = np.zeros(groups.count + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        return Segments(rows.astype(np.int64), starts)
+
+    def slice(self, group: int) -> Ints:
+        return self.rows[self.starts[group] : self.starts[group + 1]]
+
+
+def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Ints]:
+    """Each distinct (group, value) of the present rows once: group, value as text, count.
+
+    Sketches of distinct values and frequent items are fed these pairs (the count as weight),
+    so their cost follows the number of distinct pairs, not the number of events.
+    """
+    rows = np.flatnonzero(column.present)
+    if rows.size == 0:
+        return np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
+    if column.texts:
+        texts = column.values[rows].astype(str)
+    else:
+        texts = np.array([item_text(v) for v in column.values[rows]], dtype=object).astype(str)
+    labels, value_codes = np.unique(texts, return_inverse=True)
+    pair = groups.inverse[rows] * np.int64(len(labels)) + value_codes.astype(np.int64)
+    unique_pairs, counts = np.unique(pair, return_counts=True)
+    pair_groups = unique_pairs // len(labels)
+    pair_values = [str(labels[i]) for i in unique_pairs % len(labels)]
+    return pair_groups.astype(np.int64), pair_values, counts.astype(np.int64)
+
+
+def item_text(value: Any) -> str:
+    """The text a sketch item stands for: integral numbers without ``.0``, booleans lower case."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,368 @@
+"""The incremental engine: one maintainer folds the log into a view, batch by batch.
+
+Each micro-batch (at most ``batch_size`` source events) is read from the log into Arrow, run
+through DuckDB (strict parsing, filter, extraction, buckets), grouped with numpy and folded
+into the in-memory cells. Changed cells, reject counts and the checkpoint are committed together
+in one SQLite transaction every ``commit_every_events`` events or ``commit_every_ms``
+milliseconds (and whenever the view catches up), so a crash anywhere — even between writing
+cells and committing — resumes from the last commit without counting an event twice or
+skipping one. Late events simply update the bucket they belong to; every cell remembers the
+position at which it last changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from facta.views.batch import Column
+from facta.views.compile import CompiledView, compile_view
+from facta.views.grouping import ROLLUP, Key, group_rows
+from facta.views.measures import Batch
+from facta.views.moments import SumOverflow
+from facta.views.pipeline import BUCKET, Pipeline
+from facta.views.source import LogReader
+from facta.views.store import StoredCell, ViewStore
+
+MAX_BATCH: Final = 50_000
+BUCKET_LEVEL: Final = 0
+KEPT_POSITIONS: Final = 100
+
+
+class ViewError(RuntimeError):
+    """A view cannot go on (an exact integer sum overflowed, a definition changed, …)."""
+
+
+class DefinitionChanged(ViewError):
+    def __init__(self, view: str, stored: str, found: str) -> None:
+        super().__init__(
+            f"view {view!r} was built from definition {stored[:12]}, the given one is "
+            f"{found[:12]}: rebuild it (facta views rebuild {view})"
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class Cell:
+    states: list[Any]
+    changed_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineSettings:
+    batch_size: int = MAX_BATCH
+    commit_every_events: int = MAX_BATCH
+    commit_every_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be in 1..{MAX_BATCH}, found {self.batch_size}")
+        if self.commit_every_events < 1 or self.commit_every_ms < 0:
+            raise ValueError("commit_every_events must be >= 1 and commit_every_ms >= 0")
+
+
+class Rejects:
+    """Counts of rejected events and values, with the first positions of each."""
+
+    def __init__(self, saved: dict[str, Any] | None = None) -> None:
+        saved = saved or {}
+        self.events: dict[str, Any] = saved.get("events", {"count": 0, "positions": []})
+        self.values: dict[str, dict[str, Any]] = saved.get("values", {})
+        self.unmatched: dict[str, int] = saved.get("unmatched", {})
+
+    @staticmethod
+    def _add(entry: dict[str, Any], positions: np.ndarray[Any, Any]) -> None:
+        entry["count"] += int(positions.size)
+        room = KEPT_POSITIONS - len(entry["positions"])
+        if room > 0:
+            entry["positions"].extend(int(p) for p in positions[:room])
+
+    def add(self, events: np.ndarray[Any, Any], values: dict[str, np.ndarray[Any, Any]]) -> None:
+        if events.size:
+            self._add(self.events, events)
+        for field, positions in values.items():
+            self._add(self.values.setdefault(field, {"count": 0, "positions": []}), positions)
+
+    def add_unmatched(self, counts: dict[str, int]) -> None:
+        for table, count in counts.items():
+            self.unmatched[table] = self.unmatched.get(table, 0) + count
+
+    def as_json(self) -> dict[str, Any]:
+        return {"events": self.events, "values": self.values, "unmatched": self.unmatched}
+
+
+class ViewEngine:
+    """Maintains one view. Take the lock with :meth:`open`; one engine per view at a time."""
+
+    def __init__(
+        self,
+        log_path: str | os.PathLike[str],
+        view: CompiledView,
+        store: ViewStore,
+        settings: EngineSettings | None = None,
+        *,
+        generation: int | None = None,
+        after_batch: Callable[[ViewEngine], None] | None = None,
+    ) -> None:
+        self.view = view
+        self.store = store
+        self.settings = settings or EngineSettings()
+        self._log_path = os.fspath(log_path)
+        self._reader = LogReader(self._log_path, view.definition.source, view.log_columns())
+        self._pipeline = Pipeline(view, self._log_path)
+        self._after_batch = after_batch
+        self.generation = generation or 0
+        self.cells: dict[Key, Cell] = {}
+        self._dirty: set[Key] = set()
+        self.checkpoint = 0
+        self.committed = 0
+        self.batches = 0
+        self.rejects = Rejects()
+        self._pending_events = 0
+        self._last_commit = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def open(self, *, fresh: bool = False) -> ViewEngine:
+        """Lock the view and load its state; ``fresh`` starts a new generation (a rebuild)."""
+        name = self.view.name
+        self.store.lock(name)
+        current = self.store.current(name)
+        definition = self.view.definition.model_dump(mode="json")
+        if fresh or current is None:
+            self.generation = self.store.create_generation(
+                name, self.view.definition_hash, definition
+            )
+            if current is None:
+                self.store.activate(name, self.generation)
+            return self
+        if current.definition_hash != self.view.definition_hash:
+            self.store.unlock(name)
+            raise DefinitionChanged(name, current.definition_hash, self.view.definition_hash)
+        self.generation = current.generation
+        self.checkpoint = self.committed = current.checkpoint
+        self.batches = current.batches
+        self.rejects = Rejects(current.rejected)
+        measures = self.view.measures
+        for stored in self.store.cells(name, self.generation):
+            raw = msgspec.msgpack.decode(stored.state)
+            states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
+            self.cells[(stored.dims, stored.bucket)] = Cell(states, stored.changed_at)
+        self._pipeline.prime(self.checkpoint)
+        return self
+
+    def close(self) -> None:
+        self._reader.close()
+        self._pipeline.close()
+        self.store.unlock(self.view.name)
+
+    def __enter__(self) -> ViewEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def head(self) -> int:
+        """The log's last position now."""
+        return self._reader.head()
+
+    # -- folding the log -------------------------------------------------------------------------
+
+    def step(self, *, until: int | None = None) -> int:
+        """Fold one micro-batch; return how many source events it held (0: caught up)."""
+        page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
+        if page.events.num_rows:
+            self._fold(page.events)
+            self.batches += 1
+        moved = page.scanned > self.checkpoint
+        self.checkpoint = page.scanned
+        self._pending_events += page.events.num_rows
+        caught_up = page.events.num_rows < self.settings.batch_size
+        elapsed_ms = (time.monotonic() - self._last_commit) * 1000
+        if moved and (
+            caught_up
+            or self._pending_events >= self.settings.commit_every_events
+            or elapsed_ms >= self.settings.commit_every_ms
+        ):
+            self.commit()
+        if self._after_batch is not None and page.events.num_rows:
+            self._after_batch(self)
+        return int(page.events.num_rows)
+
+    def run(self, *, until: int | None = None) -> int:
+        """Fold until caught up with the log head (or ``until``); return events folded."""
+        total = 0
+        while True:
+            folded = self.step(until=until)
+            total += folded
+            if folded < self.settings.batch_size:
+                break
+        if self.checkpoint > self.committed:
+            self.commit()
+        return total
+
+    def follow(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
+        """Keep the view up to date until ``stop`` is set."""
+        while not stop.is_set():
+            if self.run() == 0:
+                stop.wait(poll_seconds)
+
+    def commit(self) -> None:
+        measures = self.view.measures
+        cells = []
+        for key in self._dirty:
+            cell = self.cells[key]
+            raw = msgspec.msgpack.encode(
+                [m.dump(s) for m, s in zip(measures, cell.states, strict=True)]
+            )
+            cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
+        self.store.commit(
+            self.view.name,
+            self.generation,
+            cells,
+            checkpoint=self.checkpoint,
+            batches=self.batches,
+            rejected=self.rejects.as_json(),
+        )
+        self._dirty.clear()
+        self.committed = self.checkpoint
+        self._pending_events = 0
+        self._last_commit = time.monotonic()
+
+    def _fold(self, events: pa.Table) -> None:
+        evaluated = self._pipeline.evaluate(events)
+        self.rejects.add(evaluated.rejected_events, evaluated.rejected_values)
+        self.rejects.add_unmatched(evaluated.unmatched)
+        rows = evaluated.rows
+        if rows.num_rows == 0:
+            return
+        definition = self.view.definition
+        positions = rows.column("_position").to_numpy().astype(np.int64)
+        columns = {
+            name: self._column(rows.column(name), name) for name in self.view.measure_fields()
+        }
+        if definition.bucket is None:
+            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
+        else:
+            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
+            # The all-time roll-up per group: queries without a time range read one cell.
+            self._fold_groups(rows, positions, columns, ROLLUP)
+
+    def _fold_groups(
+        self, rows: pa.Table, positions: Any, columns: dict[str, Column], level: int
+    ) -> None:
+        definition = self.view.definition
+        bucketed = level == BUCKET_LEVEL and definition.bucket is not None
+        groups, keys = group_rows(rows, definition.dimensions, BUCKET if bucketed else None)
+        if level == ROLLUP:
+            keys = [(dims, ROLLUP) for dims, _ in keys]
+        batch = Batch(groups, columns, positions)
+        changed = np.zeros(groups.count, dtype=np.int64)
+        np.maximum.at(changed, groups.inverse, positions)
+        cells = []
+        for key, position in zip(keys, changed.tolist(), strict=True):
+            cell = self.cells.get(key)
+            if cell is None:
+                cell = Cell([m.new() for m in self.view.measures], 0)
+                self.cells[key] = cell
+            cell.changed_at = max(cell.changed_at, position)
+            cells.append(cell)
+            self._dirty.add(key)
+        for index, measure in enumerate(self.view.measures):
+            try:
+                measure.update([c.states[index] for c in cells], batch)
+            except SumOverflow as exc:
+                dims, start = keys[exc.group]
+                where = "all time" if start == ROLLUP else f"bucket {start}"
+                raise ViewError(
+                    f"view {self.view.name!r}, measure {measure.name!r}, group {dims} "
+                    f"{where}: {exc}"
+                ) from None
+
+    def _column(self, column: pa.ChunkedArray, name: str) -> Column:
+        kind = self.view.kinds[name]
+        array = column.combine_chunks()
+        if kind == "int":
+            present = array.is_valid().to_numpy(zero_copy_only=False)
+            return Column.ints(array.fill_null(0).to_numpy(zero_copy_only=False), present)
+        if kind == "float":
+            return Column.floats(
+                array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+            )
+        if kind == "string":
+            present = array.is_valid().to_numpy(zero_copy_only=False)
+            return Column.strings(array.to_numpy(zero_copy_only=False), present)
+        if kind == "time":
+            return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
+        return Column.objects(array.to_pylist())
+
+
+def rebuild(
+    log_path: str | os.PathLike[str],
+    view: CompiledView,
+    store: ViewStore,
+    settings: EngineSettings | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> ViewEngine:
+    """Build ``view`` from the start of the log beside the live one, then swap generations.
+
+    Readers keep using the old generation until the new one has caught up with the head as it
+    was when the rebuild started; the swap is one row update. The returned engine holds the
+    lock and may keep following the log; close it when done.
+    """
+    engine = ViewEngine(log_path, view, store, settings).open(fresh=True)
+    try:
+        head = engine.head()
+        while engine.step(until=head):
+            if progress is not None:
+                progress(engine.checkpoint, head)
+        engine.run(until=head)
+        if progress is not None:
+            progress(engine.checkpoint, head)
+        store.activate(view.name, engine.generation)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+def state_at(log_path: str | os.PathLike[str], view: CompiledView, position: int) -> ViewStore:
+    """The view exactly as it was at checkpoint ``position``, built by replay in memory.
+
+    Returns an in-memory store holding that state; query it with ``open_snapshot``. (History
+    snapshots to shorten the replay are not kept yet: this replays from the start of the log.)
+    """
+    store = ViewStore(":memory:")
+    with ViewEngine(log_path, view, store).open() as engine:
+        engine.run(until=position)
+    return store
+
+
+def state_known_at(
+    log_path: str | os.PathLike[str], view: CompiledView, moment: datetime
+) -> ViewStore:
+    """The view as it could have been known at ``moment``: only events the log had recorded by
+    then (``_recorded_at <= moment``), built by replay in memory. Combine with
+    ``snapshot.as_of(event_time=moment)`` to also keep only buckets that had ended — no later
+    fact leaks into the result.
+    """
+    if moment.tzinfo is None:
+        raise ValueError(f"known_at needs an aware time, found naive {moment.isoformat()}")
+    stamp = moment.astimezone(UTC).isoformat()
+    known = f"_recorded_at <= TIMESTAMPTZ '{stamp}'"
+    original = view.definition.filter
+    condition = known if original is None else f"({original}) AND {known}"
+    variant = compile_view(view.definition.model_copy(update={"filter": condition}))
+    store = ViewStore(":memory:")
+    with ViewEngine(log_path, variant, store).open() as engine:
+        engine.run()
+    return store

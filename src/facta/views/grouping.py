@@ -1,0 +1,74 @@
+"""Grouping a batch with numpy: each row gets the index of its (dimensions, bucket) group.
+
+Dimension columns are dictionary-encoded by Arrow, their codes combined into one integer per
+row and made dense with ``np.unique``. The result names each group by its key: the dimension
+values as canonical JSON text, and the bucket start (epoch seconds; 0 for unbucketed views).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from facta.views.batch import Groups, Ints
+
+_encode = msgspec.json.Encoder(order="deterministic")
+Key = tuple[str, int]
+# The bucket key of a group's all-time roll-up cell: no bucket starts this early.
+ROLLUP: Final = -(2**62)
+
+
+def dims_text(values: Sequence[Any]) -> str:
+    """The stored spelling of a group's dimension values: a JSON array."""
+    return _encode.encode(list(values)).decode()
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[Ints, list[Any]]:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(array, null_encoding="encode")
+    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return indices, encoded.dictionary.to_pylist()
+
+
+def group_rows(
+    rows: pa.Table, dimensions: Sequence[str], bucket: str | None
+) -> tuple[Groups, list[Key]]:
+    """Group ``rows`` by ``dimensions`` and the ``bucket`` column (if any)."""
+    count = rows.num_rows
+    if count == 0:
+        return Groups(np.zeros(0, dtype=np.int64), 0), []
+    code_columns: list[Ints] = []
+    labels: list[list[Any]] = []
+    for name in dimensions:
+        codes, values = _codes(rows.column(name))
+        code_columns.append(codes)
+        labels.append(values)
+    if bucket is not None:
+        starts = rows.column(bucket).to_numpy().astype(np.int64)
+        unique_starts, bucket_codes = np.unique(starts, return_inverse=True)
+        code_columns.append(bucket_codes.astype(np.int64))
+        labels.append(unique_starts.tolist())
+    if not code_columns:
+        return Groups.single(count), [(dims_text([]), 0)]
+    sizes = [max(len(label), 1) for label in labels]
+    if float(np.prod(np.asarray(sizes, dtype=np.float64))) < 2.0**62:
+        combined = np.ravel_multi_index(tuple(code_columns), tuple(sizes))
+        unique, inverse = np.unique(combined, return_inverse=True)
+        parts = np.unravel_index(unique, tuple(sizes))
+        per_group = np.stack(parts, axis=1) if len(parts) else np.zeros((unique.size, 0))
+    else:
+        stacked = np.stack(code_columns, axis=1)
+        per_group, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    keys: list[Key] = []
+    ndims = len(dimensions)
+    rows_of_codes: list[list[int]] = per_group.astype(np.int64).tolist()
+    for row in rows_of_codes:
+        values = [labels[i][code] for i, code in enumerate(row[:ndims])]
+        start = int(labels[ndims][row[ndims]]) if bucket is not None else 0
+        keys.append((dims_text(values), start))
+    return Groups(inverse.reshape(-1).astype(np.int64), len(keys)), keys

@@ -1,0 +1,451 @@
+"""Measures: what a view computes per group and bucket, as mergeable states.
+
+A :class:`Measure` is the extension point. It creates an empty state, folds a whole batch into
+the states of the batch's groups (column-wise, never per event), merges two states, turns a
+state into output values and into a compact serialisable form. ``merge`` must be associative:
+the engine splits the log into batches and buckets, and queries merge buckets back together.
+
+Null rule: ``count`` counts rows; every other measure skips null and NaN and reports its own
+``n``. Undefined results (no values, variance of fewer than two, correlation with zero variance)
+are ``None`` — never NaN or infinity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from facta.views.batch import Column, Groups, Ints, Segments, distinct_pairs
+from facta.views.moments import (
+    CoMomentState,
+    ExtremeState,
+    MomentState,
+    PositionedState,
+    SumState,
+    batch_comoments,
+    batch_extremes,
+    batch_moments,
+    batch_positioned,
+    batch_sums,
+    check_int64,
+)
+from facta.views.sketches import DistinctState, QuantileState, TopKState
+
+DEFAULT_QUANTILES = (0.25, 0.5, 0.75)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """What measures see of a batch: grouped rows, named columns and each row's log position."""
+
+    groups: Groups
+    columns: Mapping[str, Column]
+    positions: Ints
+
+
+class Measure:
+    """A named aggregate over zero, one or two fields. Subclasses implement one kind."""
+
+    kind: ClassVar[str]
+    fields_needed: ClassVar[int] = 1
+
+    def __init__(self, name: str, fields: Sequence[str] = (), **params: Any) -> None:
+        if len(fields) != self.fields_needed:
+            raise ValueError(
+                f"measure {name!r} of kind {self.kind} takes {self.fields_needed} field(s), "
+                f"found {len(fields)}"
+            )
+        self.name = name
+        self.fields = tuple(fields)
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.fields!r})"
+
+    def new(self) -> Any:
+        raise NotImplementedError
+
+    def update(self, states: Sequence[Any], batch: Batch) -> None:
+        """Fold the batch into ``states[g]`` for each batch group ``g``."""
+        raise NotImplementedError
+
+    def merge(self, into: Any, other: Any) -> None:
+        into.merge(other)
+
+    def finalize(self, state: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {self.name: pa.float64(), f"{self.name}_n": pa.int64()}
+
+    def dump(self, state: Any) -> Any:
+        return tuple(getattr(state, name) for name in state.__slots__)
+
+    def load(self, raw: Any) -> Any:
+        return type(self.new())(*raw)
+
+    def column(self, batch: Batch, index: int = 0) -> Column:
+        return batch.columns[self.fields[index]]
+
+
+def finite(value: float | None) -> float | None:
+    """A float that may leave facta: NaN and infinities become None."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+class Count(Measure):
+    kind = "count"
+    fields_needed = 0
+
+    def new(self) -> SumState:
+        return SumState()
+
+    def update(self, states: Sequence[SumState], batch: Batch) -> None:
+        for g, size in enumerate(batch.groups.sizes()):
+            states[g].n += int(size)
+
+    def finalize(self, state: SumState) -> dict[str, Any]:
+        return {self.name: state.n}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {self.name: pa.int64()}
+
+
+class Sum(Measure):
+    kind = "sum"
+
+    def new(self) -> SumState:
+        return SumState()
+
+    def update(self, states: Sequence[SumState], batch: Batch) -> None:
+        counts, totals = batch_sums(batch.groups, self.column(batch))
+        for g, (n, total) in enumerate(zip(counts, totals, strict=True)):
+            if n:
+                states[g].add(int(n), total)
+                check_int64(g, states[g].total)
+
+    def merge(self, into: SumState, other: SumState) -> None:
+        into.merge(other)
+        check_int64(0, into.total)
+
+    def finalize(self, state: SumState) -> dict[str, Any]:
+        value = state.value()
+        return {
+            self.name: value if isinstance(value, int) else finite(value),
+            f"{self.name}_n": state.n,
+        }
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        integral = self.params.get("integer", False)
+        return {self.name: pa.int64() if integral else pa.float64(), f"{self.name}_n": pa.int64()}
+
+
+class Moments(Measure):
+    """Mean, variance and standard deviation share one (n, mean, M2) state."""
+
+    kind = "mean"
+    statistic: ClassVar[str] = "mean"
+    sample: ClassVar[bool] = True
+
+    def new(self) -> MomentState:
+        return MomentState()
+
+    def update(self, states: Sequence[MomentState], batch: Batch) -> None:
+        counts, means, m2 = batch_moments(batch.groups, self.column(batch))
+        for g in np.flatnonzero(counts).tolist():
+            states[g].merge(MomentState(int(counts[g]), float(means[g]), float(m2[g])))
+
+    def finalize(self, state: MomentState) -> dict[str, Any]:
+        if self.statistic == "mean":
+            value = state.mean if state.n else None
+        else:
+            variance = state.variance(sample=self.sample)
+            value = (
+                variance
+                if self.statistic == "variance" or variance is None
+                else math.sqrt(variance)
+            )
+        return {self.name: finite(value), f"{self.name}_n": state.n}
+
+
+class Variance(Moments):
+    kind = "variance"
+    statistic = "variance"
+
+
+class VariancePop(Moments):
+    kind = "variance_pop"
+    statistic = "variance"
+    sample = False
+
+
+class Stddev(Moments):
+    kind = "stddev"
+    statistic = "stddev"
+
+
+class StddevPop(Moments):
+    kind = "stddev_pop"
+    statistic = "stddev"
+    sample = False
+
+
+class Extreme(Measure):
+    kind = "min"
+    largest: ClassVar[bool] = False
+
+    def new(self) -> ExtremeState:
+        return ExtremeState()
+
+    def update(self, states: Sequence[ExtremeState], batch: Batch) -> None:
+        found = batch_extremes(batch.groups, self.column(batch), largest=self.largest)
+        for state, part in zip(states, found, strict=True):
+            state.merge(part, largest=self.largest)
+
+    def merge(self, into: ExtremeState, other: ExtremeState) -> None:
+        into.merge(other, largest=self.largest)
+
+    def finalize(self, state: ExtremeState) -> dict[str, Any]:
+        value = finite(state.value) if isinstance(state.value, float) else state.value
+        return {self.name: value, f"{self.name}_n": state.n}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        value_type = self.params.get("value_type", pa.float64())
+        return {self.name: value_type, f"{self.name}_n": pa.int64()}
+
+
+class Max(Extreme):
+    kind = "max"
+    largest = True
+
+
+class CoMoments(Measure):
+    """Covariance and correlation over the rows where both fields are present."""
+
+    kind = "covariance"
+    fields_needed = 2
+    sample: ClassVar[bool] = True
+
+    def new(self) -> CoMomentState:
+        return CoMomentState()
+
+    def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
+        parts = batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1))
+        for state, part in zip(states, parts, strict=True):
+            state.merge(part)
+
+    def finalize(self, state: CoMomentState) -> dict[str, Any]:
+        return {self.name: finite(state.covariance(sample=self.sample)), f"{self.name}_n": state.n}
+
+
+class CovariancePop(CoMoments):
+    kind = "covariance_pop"
+    sample = False
+
+
+class Correlation(CoMoments):
+    kind = "correlation"
+
+    def finalize(self, state: CoMomentState) -> dict[str, Any]:
+        return {self.name: finite(state.correlation()), f"{self.name}_n": state.n}
+
+
+class Latest(Measure):
+    kind = "latest"
+    latest: ClassVar[bool] = True
+
+    def new(self) -> PositionedState:
+        return PositionedState()
+
+    def update(self, states: Sequence[PositionedState], batch: Batch) -> None:
+        parts = batch_positioned(
+            batch.groups, self.column(batch), batch.positions, latest=self.latest
+        )
+        for state, part in zip(states, parts, strict=True):
+            state.merge(part, latest=self.latest)
+
+    def merge(self, into: PositionedState, other: PositionedState) -> None:
+        into.merge(other, latest=self.latest)
+
+    def finalize(self, state: PositionedState) -> dict[str, Any]:
+        value = finite(state.value) if isinstance(state.value, float) else state.value
+        return {self.name: value, f"{self.name}_position": state.position if state.n else None}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        value_type = self.params.get("value_type", pa.string())
+        return {self.name: value_type, f"{self.name}_position": pa.int64()}
+
+
+class First(Latest):
+    kind = "first"
+    latest = False
+
+
+def quantile_label(q: float) -> str:
+    """``0.5`` → ``p50``, ``0.999`` → ``p99_9``: a column name for a quantile."""
+    text = f"{q * 100:.6f}".rstrip("0").rstrip(".")
+    return "p" + text.replace(".", "_")
+
+
+class Quantiles(Measure):
+    kind = "quantiles"
+
+    @property
+    def k(self) -> int:
+        return int(self.params.get("k", 200))
+
+    @property
+    def qs(self) -> tuple[float, ...]:
+        return tuple(self.params.get("q", DEFAULT_QUANTILES))
+
+    def new(self) -> QuantileState:
+        return QuantileState(self.k)
+
+    def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
+        column = self.column(batch)
+        segments = Segments.of(batch.groups, column.present)
+        ordered = column.values[segments.rows].astype(np.float64)
+        for g in np.flatnonzero(np.diff(segments.starts)).tolist():
+            states[g].update(ordered[segments.starts[g] : segments.starts[g + 1]])
+
+    def finalize(self, state: QuantileState) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            f"{self.name}_{quantile_label(q)}": state.quantile(q) for q in self.qs
+        }
+        out[f"{self.name}_n"] = state.n
+        return out
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        types: dict[str, pa.DataType] = {
+            f"{self.name}_{quantile_label(q)}": pa.float64() for q in self.qs
+        }
+        types[f"{self.name}_n"] = pa.int64()
+        return types
+
+    def dump(self, state: QuantileState) -> Any:
+        return state.dump()
+
+    def load(self, raw: Any) -> QuantileState:
+        return QuantileState.load(self.k, bytes(raw))
+
+
+FREQUENT_ITEM = pa.struct(
+    [("item", pa.string()), ("estimate", pa.int64()), ("lower", pa.int64()), ("upper", pa.int64())]
+)
+
+
+class TopK(Measure):
+    kind = "top_k"
+
+    @property
+    def k(self) -> int:
+        return int(self.params.get("k", 10))
+
+    @property
+    def lg_max_map(self) -> int:
+        return int(self.params.get("lg_max_map", 10))
+
+    def new(self) -> TopKState:
+        return TopKState(self.lg_max_map)
+
+    def update(self, states: Sequence[TopKState], batch: Batch) -> None:
+        groups, items, weights = distinct_pairs(batch.groups, self.column(batch))
+        for g, item, weight in zip(groups.tolist(), items, weights.tolist(), strict=True):
+            states[g].update(item, weight)
+
+    def finalize(self, state: TopKState) -> dict[str, Any]:
+        items = [dataclasses.asdict(i) for i in state.top(self.k)]
+        return {self.name: items, f"{self.name}_n": state.n}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {self.name: pa.list_(FREQUENT_ITEM), f"{self.name}_n": pa.int64()}
+
+    def dump(self, state: TopKState) -> Any:
+        return state.dump()
+
+    def load(self, raw: Any) -> TopKState:
+        return TopKState.load(self.lg_max_map, bytes(raw))
+
+
+class Distinct(Measure):
+    kind = "distinct"
+
+    @property
+    def lg_k(self) -> int:
+        return int(self.params.get("lg_k", 12))
+
+    def new(self) -> DistinctState:
+        return DistinctState(self.lg_k)
+
+    def update(self, states: Sequence[DistinctState], batch: Batch) -> None:
+        groups, items, _ = distinct_pairs(batch.groups, self.column(batch))
+        for g, item in zip(groups.tolist(), items, strict=True):
+            states[g].update(item)
+
+    def finalize(self, state: DistinctState) -> dict[str, Any]:
+        lower, upper = state.bounds(3)
+        return {
+            self.name: round(state.estimate()),
+            f"{self.name}_lower": lower,
+            f"{self.name}_upper": upper,
+        }
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {
+            self.name: pa.int64(),
+            f"{self.name}_lower": pa.float64(),
+            f"{self.name}_upper": pa.float64(),
+        }
+
+    def dump(self, state: DistinctState) -> Any:
+        return state.dump()
+
+    def load(self, raw: Any) -> DistinctState:
+        return DistinctState.load(self.lg_k, bytes(raw))
+
+
+MEASURE_KINDS: dict[str, type[Measure]] = {
+    cls.kind: cls
+    for cls in (
+        Count,
+        Sum,
+        Moments,
+        Variance,
+        VariancePop,
+        Stddev,
+        StddevPop,
+        Extreme,
+        Max,
+        CoMoments,
+        CovariancePop,
+        Correlation,
+        Latest,
+        First,
+        Quantiles,
+        TopK,
+        Distinct,
+    )
+}
+NUMERIC_KINDS = frozenset(
+    {"sum", "mean", "variance", "variance_pop", "stddev", "stddev_pop", "quantiles"}
+    | {"covariance", "covariance_pop", "correlation"}
+)
+
+
+def make_measure(name: str, kind: str, fields: Sequence[str] = (), **params: Any) -> Measure:
+    """Build a measure by kind name (``mean``, ``quantiles``, ``top_k``, …)."""
+    try:
+        cls = MEASURE_KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(MEASURE_KINDS))
+        raise ValueError(
+            f"unknown measure kind {kind!r} for {name!r}: expected one of {known}"
+        ) from None
+    return cls(name, fields, **params)

@@ -1,0 +1,255 @@
+"""One page of events through DuckDB: strict field parsing, filter, extraction, event-time buckets.
+
+Parsing is strict. A field declared ``double`` accepts JSON numbers only; ``"12"`` (a string) is
+not silently turned into NULL or 12 — it is counted as a rejected value of that field, with its
+position, and the event goes on with the field absent. An event that passes the filter but has no
+usable bucket time is a rejected event: it is never bucketed by the time it was recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from facta.views.batch import Ints
+from facta.views.compile import CompiledView
+from facta.views.expressions import evaluator
+from facta.views.parsing import (
+    ISO_WITH_OFFSET,
+    field_sql,
+    fragments_sql,
+    iso_time_sql,
+    json_kinds_sql,
+)
+from facta.views.references import ReferenceTable
+
+_TRUNC: Final = {"1h": "hour", "1d": "day", "1w": "week", "1mo": "month"}
+_EPOCH_TO_US: Final = {"s": 1_000_000, "ms": 1_000, "us": 1}
+KEEP: Final = "__keep"
+BUCKET: Final = "__bucket"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Evaluated:
+    """A page after DuckDB: the kept rows (positions, dimensions, bucket, measure inputs)."""
+
+    rows: pa.Table
+    rejected_values: dict[str, Ints]
+    rejected_events: Ints
+    unmatched: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _enrich_sql(view: CompiledView) -> tuple[list[str], str]:
+    """Extra items for the typed rows (as-of times) and the enriched CTE joining every table."""
+    definition = view.definition
+    times: list[str] = []
+    columns: list[str] = []
+    joins: list[str] = []
+    for alias, join in definition.enrich.items():
+        table = definition.tables[join.table]
+        other = f'"__ref_{alias}"'
+        match = [f'{other}."{key}" = typed."{field}"' for key, field in join.on.items()]
+        if join.asof is not None:
+            raw = f"json_extract_string(_data, '$.\"{join.asof}\"')"
+            times.append(f'{iso_time_sql(raw)} AS "__asof_{alias}"')
+            match.append(f'typed."__asof_{alias}" >= {other}."__time"')
+            kind = "ASOF LEFT JOIN"
+        else:
+            kind = "LEFT JOIN"
+        joins.append(f'{kind} "ref_{join.table}" AS {other} ON {" AND ".join(match)}')
+        columns += [f'{other}."{f}" AS "{alias}_{f}"' for f in table.value_fields()]
+        columns.append(f'({other}."__position" IS NULL) AS "__miss_{alias}"')
+    if not joins:
+        return times, "enriched AS (SELECT * FROM typed)"
+    body = f"SELECT typed.*, {', '.join(columns)} FROM typed {' '.join(joins)}"
+    return times, f"enriched AS ({body})"
+
+
+def build_sql(view: CompiledView) -> str:
+    """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
+    definition = view.definition
+    names = list(definition.fields)
+    kinds = json_kinds_sql(names)
+    typed_parts = []
+    bad_parts = []
+    for index, (name, declared) in enumerate(definition.fields.items()):
+        typed, bad = field_sql(name, declared, index)
+        typed_parts.append(typed)
+        bad_parts.append(bad)
+    times, enriched = _enrich_sql(view)
+    extracts = [f'{sql} AS "{name}"' for name, sql in view.extract_sql.items()]
+    keep = f"coalesce(({view.filter_sql}), false)" if view.filter_sql else "true"
+    bucket_sql = "NULL::BIGINT"
+    bucket = definition.bucket
+    if bucket is not None:
+        field = f'"{bucket.field}"'
+        if bucket.format == "epoch":
+            factor = _EPOCH_TO_US[bucket.unit or "s"]
+            moment = f"timezone('UTC', make_timestamp(CAST(round({field} * {factor}) AS BIGINT)))"
+        elif view.kinds[bucket.field] == "time":
+            moment = f"CAST({field} AS TIMESTAMPTZ)"
+        else:
+            moment = (
+                f"CASE WHEN regexp_full_match({field}, '{ISO_WITH_OFFSET}') "
+                f"THEN TRY_CAST({field} AS TIMESTAMPTZ) END"
+            )
+        zone = bucket.timezone.replace("'", "''")
+        unit = _TRUNC[bucket.width]
+        bucket_sql = (
+            f"CAST(epoch(timezone('{zone}', date_trunc('{unit}', timezone('{zone}', {moment}))))"
+            " AS BIGINT)"
+        )
+    return f"""
+WITH src AS (
+    SELECT position AS _position, stream AS _stream, type AS _type, version AS _version,
+           CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at,
+           CAST(coalesce(metadata, '{{}}') AS JSON) AS _metadata,
+           data AS _data
+    FROM page
+), fragments AS (
+    SELECT *, {fragments_sql(names)} FROM src
+), kinds AS (
+    SELECT *{", " + kinds if kinds else ""} FROM fragments
+), typed AS (
+    SELECT _position, _stream, _type, _version, _recorded_at, _metadata
+           {"".join(", " + p for p in typed_parts + bad_parts + times)}
+    FROM kinds
+), {enriched}, extracted AS (
+    SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM enriched
+)
+SELECT {", ".join(output_columns(view))}, {bucket_sql} AS {BUCKET}
+FROM extracted ORDER BY _position
+"""
+
+
+def kept_columns(view: CompiledView) -> list[str]:
+    """The columns measures and grouping need from each kept row."""
+    wanted = ["_position", *view.definition.dimensions]
+    wanted += [f for f in view.measure_fields() if f not in wanted]
+    return wanted
+
+
+def output_columns(view: CompiledView) -> list[str]:
+    """What the query returns: kept columns, the filter result, reject and miss flags."""
+    definition = view.definition
+    columns = [f'"{name}"' for name in kept_columns(view)]
+    columns.append(KEEP)
+    columns += [f'"__bad_{name}"' for name in definition.fields]
+    columns += [f'"__miss_{alias}"' for alias in definition.enrich]
+    if definition.bucket is not None and definition.bucket.field not in kept_columns(view):
+        columns.append(f'"{definition.bucket.field}"')
+    return columns
+
+
+class Pipeline:
+    """Evaluates pages of one view; holds one DuckDB connection and the view's query."""
+
+    def __init__(self, view: CompiledView, log_path: str | None = None) -> None:
+        self.view = view
+        self._sql = build_sql(view)
+        self._conn = evaluator()
+        self.tables: dict[str, ReferenceTable] = {}
+        used = {join.table for join in view.definition.enrich.values()}
+        if used and log_path is None:
+            raise ValueError(f"view {view.name!r} enriches from tables: the pipeline needs the log")
+        for name in sorted(used):
+            table = view.definition.tables[name]
+            self.tables[name] = ReferenceTable(self._conn, name, table, log_path or "")
+
+    def prime(self, checkpoint: int) -> None:
+        """Bring every reference table to its state at ``checkpoint`` (after a restart)."""
+        for table in self.tables.values():
+            table.fetch(checkpoint)
+            table.apply_before(checkpoint + 1)
+
+    def _run(self, page: pa.Table) -> tuple[pa.Table, Ints]:
+        """Evaluate a page; rows whose expressions raise are split off and returned apart.
+
+        An expression that fails on one event (a CAST of bad text) must not stall the view: the
+        page is halved until the failing events stand alone, and those become rejected events.
+        """
+        try:
+            return self._query(page), np.zeros(0, np.int64)
+        except duckdb.Error:
+            if page.num_rows <= 1:
+                failed = np.asarray(page.column("position").to_numpy(), dtype=np.int64)
+                return self._query(page.slice(0, 0)), failed
+        middle = page.num_rows // 2
+        first, first_failed = self._run(page.slice(0, middle))
+        second, second_failed = self._run(page.slice(middle))
+        return pa.concat_tables([first, second]), np.concatenate([first_failed, second_failed])
+
+    def _query(self, page: pa.Table) -> pa.Table:
+        self._conn.register("page", page)
+        try:
+            return self._conn.sql(self._sql).to_arrow_table()
+        finally:
+            self._conn.unregister("page")
+
+    def evaluate(self, page: pa.Table) -> Evaluated:
+        """Evaluate a page; with reference tables, in runs split at their events' positions."""
+        if not self.tables or page.num_rows == 0:
+            return self._evaluate(page)
+        positions = page.column("position").to_numpy()
+        cuts = [np.zeros(0, dtype=np.int64)]
+        for table in self.tables.values():
+            cuts.append(table.fetch(int(positions[-1])))
+        inside = np.unique(np.concatenate(cuts))
+        inside = inside[(inside > positions[0]) & (inside < positions[-1])]
+        starts = np.concatenate(([0], np.searchsorted(positions, inside, side="left")))
+        bounds = np.unique(np.concatenate((starts, [positions.size])))
+        parts = []
+        for begin, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            for table in self.tables.values():
+                table.apply_before(int(positions[begin]))
+            parts.append(self._evaluate(page.slice(begin, end - begin)))
+        unmatched: dict[str, int] = {}
+        for part in parts:
+            for name, count in part.unmatched.items():
+                unmatched[name] = unmatched.get(name, 0) + count
+        return Evaluated(
+            pa.concat_tables([p.rows for p in parts]),
+            {
+                field: np.concatenate(
+                    [p.rejected_values[field] for p in parts if field in p.rejected_values]
+                )
+                for field in {f for p in parts for f in p.rejected_values}
+            },
+            np.concatenate([p.rejected_events for p in parts]),
+            unmatched,
+        )
+
+    def _evaluate(self, page: pa.Table) -> Evaluated:
+        result, failed = self._run(page)
+        positions = result.column("_position").to_numpy()
+        rejected_values: dict[str, Ints] = {}
+        for name in self.view.definition.fields:
+            bad = result.column(f"__bad_{name}").to_numpy(zero_copy_only=False)
+            if bad.any():
+                rejected_values[name] = positions[bad].astype(np.int64)
+        keep = result.column(KEEP).to_numpy(zero_copy_only=False).astype(np.bool_)
+        rejected_events = np.zeros(0, dtype=np.int64)
+        if self.view.definition.bucket is not None:
+            missing = pc.is_null(result.column(BUCKET)).to_numpy(zero_copy_only=False)
+            rejected_events = positions[keep & missing].astype(np.int64)
+            keep &= ~missing
+        if failed.size:
+            rejected_events = np.sort(np.concatenate([rejected_events, failed]))
+        wanted = ["_position", BUCKET, *kept_columns(self.view)[1:]]
+        rows = result.filter(pa.array(keep)).select(wanted)
+        unmatched: dict[str, int] = {}
+        for alias, join in self.view.definition.enrich.items():
+            missed = result.column(f"__miss_{alias}").to_numpy(zero_copy_only=False)
+            count = int((missed.astype(np.bool_) & keep).sum())
+            unmatched[join.table] = unmatched.get(join.table, 0) + count
+        return Evaluated(rows, rejected_values, rejected_events, unmatched)
+
+    def close(self) -> None:
+        for table in self.tables.values():
+            table.close()
+        self._conn.close()

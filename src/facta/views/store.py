@@ -1,0 +1,355 @@
+"""Where views keep their state: a SQLite file beside the log, ``<log>.views.db``.
+
+Why a separate file: SQLite has one writer per file. If view state lived in the log's file,
+every view commit would take the log's write lock and stall appends behind it. In its own file,
+a view commits its cells, its reject counts and its checkpoint in one transaction of its own,
+which is all crash safety needs — and the file is a pure cache: delete it and every view is
+rebuilt from the log.
+
+Tables: ``view_generations`` (one row per build of a view: definition, hash, checkpoint, rejects),
+``view_current`` (which generation readers use — a rebuild swaps this row, never a file),
+``view_cells`` (one row per group and bucket: serialised measure states and the position at
+which the cell last changed), ``view_locks`` (the one maintainer of each view).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import apsw
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS view_generations(
+    view TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    definition_hash TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    checkpoint INTEGER NOT NULL DEFAULT 0,
+    batches INTEGER NOT NULL DEFAULT 0,
+    rejected TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (view, generation)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_current(
+    view TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_cells(
+    view TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    dims TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (view, generation, dims, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_applied(
+    id INTEGER PRIMARY KEY,
+    view TEXT NOT NULL,
+    action TEXT NOT NULL,
+    definition_hash TEXT,
+    applied_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS view_cells_changed ON view_cells(view, generation, changed_at);
+CREATE TABLE IF NOT EXISTS view_locks(
+    view TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class ViewLocked(RuntimeError):
+    """Another live process maintains this view."""
+
+    def __init__(self, view: str, holder: str) -> None:
+        super().__init__(f"view {view!r} is already maintained by {holder}")
+        self.view = view
+        self.holder = holder
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Generation:
+    """One build of a view, as committed."""
+
+    view: str
+    generation: int
+    definition_hash: str
+    definition: dict[str, Any]
+    checkpoint: int
+    batches: int
+    rejected: dict[str, Any]
+    created_at: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredCell:
+    dims: str
+    bucket: int
+    changed_at: int
+    state: bytes
+
+
+def views_path(log_path: str | os.PathLike[str]) -> str:
+    """The views file that belongs to the log at ``log_path``."""
+    return os.fspath(log_path) + ".views.db"
+
+
+def holder_name() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+class ViewStore:
+    """The views file: generations, cells, locks. One connection; not shared across threads."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        # Decoded cells of readers, per view (see ViewSnapshot); refreshed by changed_at.
+        self.cache: dict[str, Any] = {}
+        # Test hook: called inside the commit transaction, after cells and checkpoint are written.
+        self.before_commit: Callable[[], None] | None = None
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        self._conn: Any = apsw.Connection(self.path, flags=flags)
+        self._conn.set_busy_timeout(10_000)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._conn:
+            self._conn.execute(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: everything read inside sees the same commit."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
+    # -- generations ----------------------------------------------------------------------------
+
+    def current(self, view: str) -> Generation | None:
+        row = self._conn.execute(
+            "SELECT g.view, g.generation, g.definition_hash, g.definition, g.checkpoint, "
+            "g.batches, g.rejected, g.created_at FROM view_current c JOIN view_generations g "
+            "ON g.view = c.view AND g.generation = c.generation WHERE c.view = ?",
+            (view,),
+        ).fetchone()
+        return None if row is None else _generation(row)
+
+    def generation(self, view: str, generation: int) -> Generation | None:
+        row = self._conn.execute(
+            "SELECT view, generation, definition_hash, definition, checkpoint, batches, "
+            "rejected, created_at FROM view_generations WHERE view = ? AND generation = ?",
+            (view, generation),
+        ).fetchone()
+        return None if row is None else _generation(row)
+
+    def views(self) -> list[Generation]:
+        rows = self._conn.execute(
+            "SELECT g.view, g.generation, g.definition_hash, g.definition, g.checkpoint, "
+            "g.batches, g.rejected, g.created_at FROM view_current c JOIN view_generations g "
+            "ON g.view = c.view AND g.generation = c.generation ORDER BY c.view"
+        ).fetchall()
+        return [_generation(row) for row in rows]
+
+    def create_generation(self, view: str, definition_hash: str, definition: dict[str, Any]) -> int:
+        """A new, empty generation of ``view`` (not yet the one readers use)."""
+        with self._conn:
+            row = self._conn.execute(
+                "SELECT coalesce(max(generation), 0) FROM view_generations WHERE view = ?", (view,)
+            ).fetchone()
+            generation = int(row[0]) + 1
+            self._conn.execute(
+                "INSERT INTO view_generations(view, generation, definition_hash, definition, "
+                "created_at) VALUES (?, ?, ?, ?, ?)",
+                (view, generation, definition_hash, json.dumps(definition), _now()),
+            )
+        return generation
+
+    def activate(self, view: str, generation: int) -> None:
+        """Make ``generation`` the one readers use, and drop the others' state, atomically."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO view_current(view, generation) VALUES (?, ?) "
+                "ON CONFLICT(view) DO UPDATE SET generation = excluded.generation",
+                (view, generation),
+            )
+            self._conn.execute(
+                "DELETE FROM view_cells WHERE view = ? AND generation <> ?", (view, generation)
+            )
+            self._conn.execute(
+                "DELETE FROM view_generations WHERE view = ? AND generation <> ?",
+                (view, generation),
+            )
+
+    def drop(self, view: str) -> None:
+        """Remove a view and all its state (refused while another process maintains it)."""
+        self.lock(view)
+        with self._conn:
+            for table in ("view_cells", "view_generations", "view_current", "view_locks"):
+                self._conn.execute(f"DELETE FROM {table} WHERE view = ?", (view,))
+
+    def set_definition(self, view: str, definition: str) -> None:
+        """Replace the stored definition of the current generation (same hash: description)."""
+        with self._conn:
+            self._conn.execute(
+                "UPDATE view_generations SET definition = ? WHERE view = ? AND generation = "
+                "(SELECT generation FROM view_current WHERE view = ?)",
+                (definition, view, view),
+            )
+
+    def record_applied(self, view: str, action: str, compiled: Any) -> None:
+        digest = None if compiled is None else compiled.definition_hash
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO view_applied(view, action, definition_hash, applied_at) "
+                "VALUES (?, ?, ?, ?)",
+                (view, action, digest, _now()),
+            )
+
+    def applied(self) -> list[tuple[str, str, str | None, str]]:
+        """What ``apply`` did, oldest first: (view, action, definition hash, time)."""
+        rows = self._conn.execute(
+            "SELECT view, action, definition_hash, applied_at FROM view_applied ORDER BY id"
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # -- cells ----------------------------------------------------------------------------------
+
+    def cells(
+        self,
+        view: str,
+        generation: int,
+        *,
+        buckets: tuple[int | None, int | None] = (None, None),
+        changed_after: int | None = None,
+    ) -> Iterator[StoredCell]:
+        low, high = buckets
+        sql = (
+            "SELECT dims, bucket, changed_at, state FROM view_cells "
+            "WHERE view = ? AND generation = ?"
+        )
+        params: list[Any] = [view, generation]
+        if low is not None:
+            sql += " AND bucket >= ?"
+            params.append(low)
+        if high is not None:
+            sql += " AND bucket < ?"
+            params.append(high)
+        if changed_after is not None and changed_after >= 0:
+            sql += " AND changed_at > ?"
+            params.append(changed_after)
+        for row in self._conn.execute(sql, params):
+            yield StoredCell(row[0], int(row[1]), int(row[2]), bytes(row[3]))
+
+    def commit(
+        self,
+        view: str,
+        generation: int,
+        cells: Iterable[StoredCell],
+        *,
+        checkpoint: int,
+        batches: int,
+        rejected: dict[str, Any],
+    ) -> None:
+        """Write changed cells, reject counts and the checkpoint in one transaction."""
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO view_cells(view, generation, dims, bucket, changed_at, state) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(view, generation, dims, bucket) DO UPDATE "
+                "SET changed_at = excluded.changed_at, state = excluded.state",
+                [(view, generation, c.dims, c.bucket, c.changed_at, c.state) for c in cells],
+            )
+            updated = self._conn.execute(
+                "UPDATE view_generations SET checkpoint = ?, batches = ?, rejected = ? "
+                "WHERE view = ? AND generation = ? AND checkpoint <= ?",
+                (checkpoint, batches, json.dumps(rejected), view, generation, checkpoint),
+            )
+            if self._conn.changes() != 1:
+                raise RuntimeError(
+                    f"view {view!r} generation {generation}: checkpoint {checkpoint} was not "
+                    "recorded (generation missing or already past it)"
+                )
+            del updated
+            if self.before_commit is not None:
+                self.before_commit()
+
+    def size(self, view: str, generation: int) -> tuple[int, int]:
+        row = self._conn.execute(
+            "SELECT count(*), coalesce(sum(length(state)), 0) FROM view_cells "
+            "WHERE view = ? AND generation = ?",
+            (view, generation),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    # -- the one maintainer ---------------------------------------------------------------------
+
+    def lock(self, view: str) -> None:
+        """Become the maintainer of ``view``, or raise :class:`ViewLocked` naming the holder.
+
+        A lock left by a process that no longer runs (killed, crashed) on this host is taken over.
+        """
+        host = socket.gethostname()
+        with self._conn:
+            row = self._conn.execute(
+                "SELECT holder, pid, host FROM view_locks WHERE view = ?", (view,)
+            ).fetchone()
+            held_elsewhere = row is not None and int(row[1]) != os.getpid()
+            if held_elsewhere and (row[2] != host or _alive(int(row[1]))):
+                raise ViewLocked(view, str(row[0]))
+            self._conn.execute(
+                "INSERT INTO view_locks(view, holder, pid, host, acquired_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(view) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, "
+                "host = excluded.host, acquired_at = excluded.acquired_at",
+                (view, holder_name(), os.getpid(), host, _now()),
+            )
+
+    def unlock(self, view: str) -> None:
+        with self._conn:
+            self._conn.execute(
+                "DELETE FROM view_locks WHERE view = ? AND pid = ? AND host = ?",
+                (view, os.getpid(), socket.gethostname()),
+            )
+
+    def holder(self, view: str) -> str | None:
+        row = self._conn.execute("SELECT holder FROM view_locks WHERE view = ?", (view,)).fetchone()
+        return None if row is None else str(row[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _generation(row: Any) -> Generation:
+    return Generation(
+        view=row[0],
+        generation=int(row[1]),
+        definition_hash=row[2],
+        definition=json.loads(row[3]),
+        checkpoint=int(row[4]),
+        batches=int(row[5]),
+        rejected=json.loads(row[6]),
+        created_at=row[7],
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
