@@ -39,7 +39,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(300, 64, 100, 100, 6, 1_000, 20_000)
+        return cls(300, 16, 60, 120, 6, 1_000, 20_000)
 
 
 def _raw_per_row(rows: list[Row]) -> Run:
@@ -165,7 +165,7 @@ def _facta_concurrent(rows: list[Row], callers: int, wrong_every: int) -> Run:
             log.close()
         written = sum(s.written for s in stats)
         refused = sum(s.refused for s in stats)
-        expected_refused = callers * len(range(wrong_every // 2, per_caller, wrong_every))
+        expected_refused = callers * _wrong_per_caller(per_caller, wrong_every)
         if refused != expected_refused:
             raise RuntimeError(f"expected {expected_refused} refused appends, found {refused}")
         _verify(path, written, {f"caller-{c}": s.written for c, s in enumerate(stats)})
@@ -181,6 +181,10 @@ def _facta_concurrent(rows: list[Row], callers: int, wrong_every: int) -> Run:
             "mean_batch": process["batch_appends"]["mean"],
         },
     )
+
+
+def _wrong_per_caller(per_caller: int, wrong_every: int) -> int:
+    return len(range(wrong_every // 2, per_caller, wrong_every))
 
 
 def _concurrent_line(
@@ -201,6 +205,8 @@ def _concurrent_line(
         extra={
             "n": len(rows),
             "callers": callers,
+            "per_caller": per_caller,
+            "wrong_expectations": callers * _wrong_per_caller(per_caller, 100),
             "written": result.facta[-1].extra["written"],
             "refused": result.facta[-1].extra["refused"],
             "p50_ms": round(sorted(p50)[len(p50) // 2], 3),
