@@ -68,6 +68,10 @@ class GroupCommit:
         self._running = False
         self._held = False
         self._closed = False
+        # Threads blocked on the condition for room in the queue or for the writer to go idle;
+        # the runner wakes them only when there are some, so a lone caller costs no wake-ups.
+        self._room_waiters = 0
+        self._idle_waiters = 0
         self._thread = threading.Thread(
             target=self._serve, name=f"facta-writer:{name}", daemon=True
         )
@@ -88,7 +92,7 @@ class GroupCommit:
             self._execute(batch)
             with self._cond:
                 self._running = False
-                if self._queue:
+                if self._queue or self._idle_waiters:
                     self._cond.notify_all()
         if not pending.done.wait(max(0.0, deadline - time.monotonic())):
             raise AppendTimeout(
@@ -132,7 +136,11 @@ class GroupCommit:
                 raise Overloaded(
                     f"append queue stayed full ({self._queue_limit} appends) for {self._timeout}s"
                 )
-            self._cond.wait(remaining)
+            self._room_waiters += 1
+            try:
+                self._cond.wait(remaining)
+            finally:
+                self._room_waiters -= 1
         if self._closed:
             raise LogClosed("the log is closed")
         self._queue.append(pending)
@@ -155,7 +163,8 @@ class GroupCommit:
             batch.append(self._queue.popleft())
             events += size
         self._metrics.queue_depth = len(self._queue)
-        self._cond.notify_all()  # room in the queue for blocked submitters
+        if self._room_waiters:
+            self._cond.notify_all()  # room in the queue for blocked submitters
         return batch
 
     def _serve(self) -> None:
@@ -205,8 +214,12 @@ class GroupCommit:
     def hold(self) -> Iterator[None]:
         """Keep the writer from taking batches while the block runs (a test hook)."""
         with self._cond:
-            while self._running:
-                self._cond.wait()
+            self._idle_waiters += 1
+            try:
+                while self._running:
+                    self._cond.wait()
+            finally:
+                self._idle_waiters -= 1
             self._held = True
         try:
             yield
