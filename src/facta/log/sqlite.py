@@ -12,6 +12,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -458,17 +459,34 @@ class SqliteLog:
                     break
                 if conn is None:
                     conn = self._open(writer=False)
-                    conn.set_busy_timeout(50)
-                mode = (
-                    "RESTART" if self._wal_size() >= self.config.wal_max_bytes // 2 else "PASSIVE"
-                )
-                with contextlib.suppress(apsw.Error):
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-                    with self.metrics.lock:
-                        self.metrics.checkpoints += 1
+                if self._wal_pages * self._page_size < self.config.wal_checkpoint_bytes:
+                    continue  # a restart since the request already emptied the WAL
+                if not self._checkpoint(conn):
+                    time.sleep(0.05)  # a reader holds the WAL: let it finish
         finally:
             if conn is not None:
                 conn.close()
+
+    def _checkpoint(self, conn: Any) -> bool:
+        """Copy the WAL into the database file and have the next commit write the WAL anew.
+
+        The bulk is copied while appends go on; only the frames committed meanwhile are copied
+        with the writer paused, by a RESTART that makes the next commit write the WAL from its
+        start. Overwriting blocks the WAL file already has syncs faster than growing it.
+        """
+        try:
+            conn.set_busy_timeout(50)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.set_busy_timeout(10)
+            with self._group_lock():
+                busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
+                if not busy:
+                    self._wal_pages = 0
+        except apsw.Error:
+            return False
+        with self.metrics.lock:
+            self.metrics.checkpoints += 1
+        return not busy
 
     def checkpoint_sync(self, mode: str = "TRUNCATE") -> None:
         """Copy the WAL into the database file now (``PASSIVE``, ``RESTART`` or ``TRUNCATE``)."""
