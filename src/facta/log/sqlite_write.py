@@ -125,7 +125,7 @@ class SqliteWriter:
             versions: dict[str, int] = {}
             failed_at: int | None = None
             for index, pending in enumerate(batch):
-                if pending.error is not None and not isinstance(pending.error, FactaError):
+                if isinstance(pending.error, CommitFailed):
                     continue  # excluded by an earlier attempt
                 pending.error = None
                 pending.result = None
