@@ -51,7 +51,7 @@ from facta.log.sqlite_schema import (
     page_query,
     page_query_desc,
 )
-from facta.log.sqlite_write import SqliteWriter, result_decoder
+from facta.log.sqlite_write import STREAM_VERSION, SqliteWriter, result_decoder
 from facta.log.subscription import subscribe_log
 from facta.log.wakeup import CommitSignal, DataVersionPoller
 
@@ -310,8 +310,8 @@ class SqliteLog:
         """The version of a stream: the number of its events, 0 if it has none."""
         check_stream_name(stream)
         with self._reader() as conn:
-            row = conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,))
-            return int(row.fetchone()[0] or 0)
+            row = conn.execute(STREAM_VERSION, (stream,)).fetchone()
+            return 0 if row is None else int(row[0])
 
     async def stream_version(self, stream: str) -> int:
         return await self._in_thread(self.stream_version_sync, stream)
