@@ -38,6 +38,10 @@ _result_encoder = msgspec.json.Encoder()
 
 # The newest version of a stream, found by one index seek (max() would scan the stream).
 STREAM_VERSION: Final = "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
+CLAIM_KEY: Final = (
+    "INSERT INTO outcomes(key, digest, result, outcome, recorded_at) VALUES (?,?,?,?,?) "
+    "ON CONFLICT(key) DO NOTHING"
+)
 # Stream versions remembered between batches; past this many the memory starts over.
 KNOWN_STREAMS_LIMIT: Final = 65_536
 
@@ -212,30 +216,51 @@ class SqliteWriter:
     def _apply(
         self, conn: Any, request: PreparedAppend, head: int, versions: dict[str, int]
     ) -> AppendResult:
-        if request.key is not None:
-            row = conn.execute(
-                "SELECT digest, result, outcome FROM outcomes WHERE key = ?", (request.key,)
-            ).fetchone()
-            if row is not None:
-                if row[0] != request.digest:
-                    raise IdempotencyKeyReused(request.key)
-                original = result_decoder.decode(row[1])
-                outcome = None if row[2] is None else decode_json(row[2])
-                return msgspec.structs.replace(
-                    original, key=request.key, outcome=outcome, replayed=True
-                )
-        currents = []
-        for entry in request.streams:
-            current = self._current_version(conn, entry.stream, versions)
-            self._check_expectation(entry.stream, entry.expect, current)
-            currents.append(current)
-        if request.has_given_ids:
-            self._check_given_ids(conn, request)
+        currents = [self._current_version(conn, e.stream, versions) for e in request.streams]
         now = format_time(self.clock.now())
+        # The result this append has if it succeeds: positions and versions follow from the
+        # head and the current versions.
         position = head
         written: list[StreamWritten] = []
         for entry, current in zip(request.streams, currents, strict=True):
-            first = position + 1 if entry.events else None
+            count = len(entry.events)
+            first = position + 1 if count else None
+            position += count
+            written.append(
+                StreamWritten(entry.stream, current + count, first, position if count else None)
+            )
+        result = AppendResult(
+            head + 1 if position > head else None,
+            position if position > head else None,
+            tuple(written),
+        )
+        if request.key is not None:
+            # Claiming the key is its lookup: one statement instead of a SELECT and an INSERT
+            # when the key is new. A key already there is replayed or refused, before any
+            # expectation is checked; a claim is taken back if the append then fails.
+            conn.execute(
+                CLAIM_KEY,
+                (
+                    request.key,
+                    request.digest,
+                    _result_encoder.encode(result).decode(),
+                    request.outcome,
+                    now,
+                ),
+            )
+            if conn.changes() == 0:
+                return self._replay(conn, request)
+        try:
+            for entry, current in zip(request.streams, currents, strict=True):
+                self._check_expectation(entry.stream, entry.expect, current)
+            if request.has_given_ids:
+                self._check_given_ids(conn, request)
+        except FactaError:
+            if request.key is not None:
+                conn.execute("DELETE FROM outcomes WHERE key = ?", (request.key,))
+            raise
+        position = head
+        for entry, current in zip(request.streams, currents, strict=True):
             rows = []
             version = current
             for event in entry.events:
@@ -260,31 +285,23 @@ class SqliteWriter:
                 conn.execute(INSERT_EVENT, rows[0])
             elif rows:
                 conn.executemany(INSERT_EVENT, rows)
-            written.append(
-                StreamWritten(entry.stream, version, first, position if entry.events else None)
-            )
         for item in written:
             versions[item.stream] = item.version
-        result = AppendResult(
-            head + 1 if position > head else None,
-            position if position > head else None,
-            tuple(written),
-        )
         if request.key is not None:
-            conn.execute(
-                "INSERT INTO outcomes(key, digest, result, outcome, recorded_at) "
-                "VALUES (?,?,?,?,?)",
-                (
-                    request.key,
-                    request.digest,
-                    _result_encoder.encode(result).decode(),
-                    request.outcome,
-                    now,
-                ),
-            )
             outcome = None if request.outcome is None else decode_json(request.outcome)
             result = msgspec.structs.replace(result, key=request.key, outcome=outcome)
         return result
+
+    def _replay(self, conn: Any, request: PreparedAppend) -> AppendResult:
+        """The original result of a key used before, if this is the same request."""
+        row = conn.execute(
+            "SELECT digest, result, outcome FROM outcomes WHERE key = ?", (request.key,)
+        ).fetchone()
+        if row[0] != request.digest:
+            raise IdempotencyKeyReused(request.key or "")
+        original = result_decoder.decode(row[1])
+        outcome = None if row[2] is None else decode_json(row[2])
+        return msgspec.structs.replace(original, key=request.key, outcome=outcome, replayed=True)
 
     def _check_given_ids(self, conn: Any, request: PreparedAppend) -> None:
         seen: set[str] = set()
