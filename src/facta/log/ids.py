@@ -26,25 +26,33 @@ if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _uuid7_int() -> int:
+def _uuid7_ints(count: int) -> list[int]:
+    """``count`` UUIDv7 values in increasing order, under one acquisition of the lock."""
     global _last_ms, _counter, _pool, _offset
+    values = []
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _last_ms:
-            _counter += 1
-            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
-                _last_ms += 1
+        now_ms = time.time_ns() // 1_000_000
+        for _ in range(count):
+            if now_ms <= _last_ms:
+                _counter += 1
+                if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                    _last_ms += 1
+                    _counter = 0
+            else:
+                _last_ms = now_ms
                 _counter = 0
-            ms = _last_ms
-        else:
-            _last_ms = ms
-            _counter = 0
-        counter = _counter
-        if _offset >= _BLOCK:
-            _pool, _offset = os.urandom(_BLOCK), 0
-        rand = int.from_bytes(_pool[_offset : _offset + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF
-        _offset += 8
-    return (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+            if _offset >= _BLOCK:
+                _pool, _offset = os.urandom(_BLOCK), 0
+            rand = int.from_bytes(_pool[_offset : _offset + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF
+            _offset += 8
+            values.append(
+                (_last_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _counter << 64 | 0b10 << 62 | rand
+            )
+    return values
+
+
+def _uuid7_int() -> int:
+    return _uuid7_ints(1)[0]
 
 
 def uuid7() -> UUID:
@@ -54,5 +62,13 @@ def uuid7() -> UUID:
 
 def uuid7_text() -> str:
     """:func:`uuid7` in its canonical text form, without building a ``UUID`` object."""
-    h = f"{_uuid7_int():032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid7_texts(1)[0]
+
+
+def uuid7_texts(count: int) -> list[str]:
+    """``count`` ids as by :func:`uuid7_text`, cheaper per id than one call each."""
+    texts = []
+    for value in _uuid7_ints(count):
+        h = f"{value:032x}"
+        texts.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return texts

@@ -25,7 +25,7 @@ from facta.log.event import (
     check_expectation,
     check_stream_name,
 )
-from facta.log.ids import uuid7_text
+from facta.log.ids import uuid7_texts
 
 _LENGTH = struct.Struct("<Q")
 # Event type names already checked, so the pattern runs once per name (bounded).
@@ -95,7 +95,13 @@ def prepare_append(
                 f"exact version, found {_spell(expect)}"
             )
         _feed(digest, "s", stream, _spell(expect))
-        prepared = tuple([_prepare_event(stream, e, config, digest) for e in entry.events])
+        ids = uuid7_texts(len(entry.events))
+        prepared = tuple(
+            [
+                _prepare_event(stream, e, config, digest, new_id)
+                for e, new_id in zip(entry.events, ids, strict=True)
+            ]
+        )
         count += len(prepared)
         for e in prepared:
             size += len(e.data) + len(e.metadata)
@@ -127,7 +133,9 @@ def encode_json_checked(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
 
 
-def _prepare_event(stream: str, event: NewEvent, config: LogConfig, digest: Any) -> PreparedEvent:
+def _prepare_event(
+    stream: str, event: NewEvent, config: LogConfig, digest: Any, new_id: str
+) -> PreparedEvent:
     if type(event) is not NewEvent and not isinstance(event, NewEvent):
         raise InvalidInput(
             f"stream {stream!r}: expected NewEvent, found {type(event).__name__} "
@@ -152,7 +160,7 @@ def _prepare_event(stream: str, event: NewEvent, config: LogConfig, digest: Any)
             f"max_event_bytes={config.max_event_bytes}"
         )
     given = event.id is not None
-    event_id = str(event.id) if given else uuid7_text()
+    event_id = str(event.id) if given else new_id
     # One update per event: the parts, each prefixed with its length, as _feed would.
     parts = (b"e", event_type.encode(), str(version).encode(), event_id.encode() if given else b"")
     digest.update(
