@@ -67,6 +67,7 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._running = False
         self._held = False
+        self._holds = 0  # hold() blocks may overlap (a test's, the checkpointer's, stats)
         self._closed = False
         # Threads blocked on the condition for room in the queue or for the writer to go idle;
         # the runner wakes them only when there are some, so a lone caller costs no wake-ups.
@@ -213,7 +214,8 @@ class GroupCommit:
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        """Keep the writer from taking batches while the block runs (a test hook)."""
+        """Keep the writer from taking batches while the block runs (a test hook; the log also
+        uses it for short pauses). Blocks may overlap: the writer resumes after the last."""
         with self._cond:
             self._idle_waiters += 1
             try:
@@ -221,12 +223,14 @@ class GroupCommit:
                     self._cond.wait()
             finally:
                 self._idle_waiters -= 1
+            self._holds += 1
             self._held = True
         try:
             yield
         finally:
             with self._cond:
-                self._held = False
+                self._holds -= 1
+                self._held = self._holds > 0 and not self._closed
                 self._cond.notify_all()
 
     def queued(self) -> int:
