@@ -61,6 +61,9 @@ class _CommitAfterEachEvent:
         for row in rows:
             self.execute(sql, row)
 
+    def __getattr__(self, name: str) -> Any:  # changes(), … of the real connection
+        return getattr(self._conn, name)
+
 
 class SplitAppendWriter(SqliteWriter):
     """Broken: spreads one append over several transactions."""

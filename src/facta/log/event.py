@@ -42,8 +42,13 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID | None = None
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, array_like=True):
-    """An event as the log holds it. ``position`` orders the log; ``version`` orders its stream."""
+class RecordedEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """An event as the log holds it. ``position`` orders the log; ``version`` orders its stream.
+
+    Not tracked by the cyclic garbage collector (reads create them by the thousand, and the
+    collector's passes over them cost more than decoding); an event is frozen and holds only
+    JSON values, so it cannot be part of a cycle unless its dicts are made to contain it.
+    """
 
     position: int
     stream: str

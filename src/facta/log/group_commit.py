@@ -67,7 +67,12 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._running = False
         self._held = False
+        self._holds = 0  # hold() blocks may overlap (a test's, the checkpointer's, stats)
         self._closed = False
+        # Threads blocked on the condition for room in the queue or for the writer to go idle;
+        # the runner wakes them only when there are some, so a lone caller costs no wake-ups.
+        self._room_waiters = 0
+        self._idle_waiters = 0
         self._thread = threading.Thread(
             target=self._serve, name=f"facta-writer:{name}", daemon=True
         )
@@ -88,8 +93,8 @@ class GroupCommit:
             self._execute(batch)
             with self._cond:
                 self._running = False
-                # Wake the writer thread for queued appends, and hold() waiting for the runner.
-                self._cond.notify_all()
+                if self._queue or self._idle_waiters:
+                    self._cond.notify_all()
         if not pending.done.wait(max(0.0, deadline - time.monotonic())):
             raise AppendTimeout(
                 f"append got no answer within {self._timeout}s; it may or may not be written"
@@ -109,15 +114,16 @@ class GroupCommit:
                 self._cond.notify_all()
         if full:  # rare: wait for room in a thread, not on the event loop
             await asyncio.to_thread(self._enqueue_blocking, pending, deadline)
-        assert pending.future is not None
+        future = pending.future
+        assert future is not None
+        # A timer that fails the future is much cheaper than wait_for(shield(...)) per append.
+        timer = loop.call_later(
+            max(0.0, deadline - time.monotonic()), _expire, future, self._timeout
+        )
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(pending.future), max(0.0, deadline - time.monotonic())
-            )
-        except TimeoutError:
-            raise AppendTimeout(
-                f"append got no answer within {self._timeout}s; it may or may not be written"
-            ) from None
+            return await future
+        finally:
+            timer.cancel()
 
     def _enqueue_blocking(self, pending: Pending, deadline: float) -> None:
         with self._cond:
@@ -132,7 +138,11 @@ class GroupCommit:
                 raise Overloaded(
                     f"append queue stayed full ({self._queue_limit} appends) for {self._timeout}s"
                 )
-            self._cond.wait(remaining)
+            self._room_waiters += 1
+            try:
+                self._cond.wait(remaining)
+            finally:
+                self._room_waiters -= 1
         if self._closed:
             raise LogClosed("the log is closed")
         self._queue.append(pending)
@@ -155,7 +165,8 @@ class GroupCommit:
             batch.append(self._queue.popleft())
             events += size
         self._metrics.queue_depth = len(self._queue)
-        self._cond.notify_all()  # room in the queue for blocked submitters
+        if self._room_waiters:
+            self._cond.notify_all()  # room in the queue for blocked submitters
         return batch
 
     def _serve(self) -> None:
@@ -203,16 +214,23 @@ class GroupCommit:
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        """Keep the writer from taking batches while the block runs (a test hook)."""
+        """Keep the writer from taking batches while the block runs (a test hook; the log also
+        uses it for short pauses). Blocks may overlap: the writer resumes after the last."""
         with self._cond:
-            while self._running:
-                self._cond.wait()
+            self._idle_waiters += 1
+            try:
+                while self._running:
+                    self._cond.wait()
+            finally:
+                self._idle_waiters -= 1
+            self._holds += 1
             self._held = True
         try:
             yield
         finally:
             with self._cond:
-                self._held = False
+                self._holds -= 1
+                self._held = self._holds > 0 and not self._closed
                 self._cond.notify_all()
 
     def queued(self) -> int:
@@ -239,6 +257,13 @@ def _acknowledge(batch: list[Pending], metrics: LogMetrics) -> None:
     for loop, items in by_loop.items():
         with contextlib.suppress(RuntimeError):  # loop closed: its callers are gone
             loop.call_soon_threadsafe(_resolve_futures, items)
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(
+            AppendTimeout(f"append got no answer within {timeout}s; it may or may not be written")
+        )
 
 
 def _resolve_futures(items: list[Pending]) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from facta.log.codec import encode_json, encode_object
 from facta.log.config import LogConfig
@@ -24,11 +25,14 @@ from facta.log.event import (
     check_expectation,
     check_stream_name,
 )
-from facta.log.ids import uuid7
+from facta.log.ids import uuid7_texts
+
+_LENGTH = struct.Struct("<Q")
+# Event type names already checked, so the pattern runs once per name (bounded).
+_known_types: set[str] = set()
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
+class PreparedEvent(msgspec.Struct, frozen=True):
     id: str
     type: str
     schema_version: int
@@ -39,15 +43,13 @@ class PreparedEvent:
     id_given: bool
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedStream:
+class PreparedStream(msgspec.Struct, frozen=True):
     stream: str
     expect: Expectation
     events: tuple[PreparedEvent, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedAppend:
+class PreparedAppend(msgspec.Struct, frozen=True):
     streams: tuple[PreparedStream, ...]
     key: str | None
     outcome: str | None
@@ -93,9 +95,16 @@ def prepare_append(
                 f"exact version, found {_spell(expect)}"
             )
         _feed(digest, "s", stream, _spell(expect))
-        prepared = tuple(_prepare_event(stream, e, config, digest) for e in entry.events)
+        ids = uuid7_texts(len(entry.events))
+        prepared = tuple(
+            [
+                _prepare_event(stream, e, config, digest, new_id)
+                for e, new_id in zip(entry.events, ids, strict=True)
+            ]
+        )
         count += len(prepared)
-        size += sum(len(e.data) + len(e.metadata) for e in prepared)
+        for e in prepared:
+            size += len(e.data) + len(e.metadata)
         streams.append(PreparedStream(stream, expect, prepared))
     if count > config.max_append_events:
         raise LimitExceeded(
@@ -124,57 +133,82 @@ def encode_json_checked(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
 
 
-def _prepare_event(stream: str, event: NewEvent, config: LogConfig, digest: Any) -> PreparedEvent:
-    if not isinstance(event, NewEvent):
+def _prepare_event(
+    stream: str, event: NewEvent, config: LogConfig, digest: Any, new_id: str
+) -> PreparedEvent:
+    if type(event) is not NewEvent and not isinstance(event, NewEvent):
         raise InvalidInput(
             f"stream {stream!r}: expected NewEvent, found {type(event).__name__} "
             "(register typed events with EventTypes and use EventTypes.new_event)"
         )
-    event_type = check_event_type(event.type)
+    event_type = event.type
+    if type(event_type) is not str or event_type not in _known_types:
+        check_event_type(event_type)
+        if len(_known_types) < 10_000:
+            _known_types.add(event_type)
     version = event.schema_version
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if type(version) is not int or version < 1:
         raise InvalidInput(f"event {event_type!r}: schema_version must be an int >= 1")
-    where = f"event {event_type!r} in stream {stream!r}"
-    data = encode_object(event.data, f"{where}: data")
     metadata = event.metadata
-    causation = _reserved(metadata, "causation_id", where)
-    correlation = _reserved(metadata, "correlation_id", where)
-    meta = encode_object(metadata, f"{where}: metadata")
+    data = _encode_body(event.data, stream, event_type, "data")
+    meta = _encode_body(metadata, stream, event_type, "metadata")
+    causation = _reserved(metadata, "causation_id", stream, event_type)
+    correlation = _reserved(metadata, "correlation_id", stream, event_type)
     if len(data) + len(meta) > config.max_event_bytes:
         raise LimitExceeded(
-            f"{where} is {len(data) + len(meta)} bytes, over max_event_bytes="
-            f"{config.max_event_bytes}"
+            f"{_where(stream, event_type)} is {len(data) + len(meta)} bytes, over "
+            f"max_event_bytes={config.max_event_bytes}"
         )
     given = event.id is not None
-    event_id = str(event.id) if event.id is not None else str(uuid7())
-    _feed(digest, "e", event_type, str(version), event_id if given else "")
-    digest.update(struct.pack("<Q", len(data)))
-    digest.update(data)
-    digest.update(struct.pack("<Q", len(meta)))
-    digest.update(meta)
+    event_id = str(event.id) if given else new_id
+    # One update per event: the parts, each prefixed with its length, as _feed would.
+    parts = (b"e", event_type.encode(), str(version).encode(), event_id.encode() if given else b"")
+    digest.update(
+        b"".join([_LENGTH.pack(len(part)) + part for part in parts])
+        + _LENGTH.pack(len(data))
+        + data
+        + _LENGTH.pack(len(meta))
+        + meta
+    )
     return PreparedEvent(
         event_id, event_type, version, data.decode(), meta.decode(), causation, correlation, given
     )
 
 
-def _reserved(metadata: object, name: str, where: str) -> str | None:
+def _where(stream: str, event_type: str) -> str:
+    return f"event {event_type!r} in stream {stream!r}"
+
+
+def _encode_body(value: object, stream: str, event_type: str, part: str) -> bytes:
+    """Canonical JSON of an event's data or metadata; the checks run in full only when needed."""
+    if type(value) is dict:
+        try:
+            encoded = encode_json(value)
+        except (TypeError, msgspec.EncodeError):
+            pass  # encode_object below names the problem
+        else:
+            # msgspec writes NaN and infinities as null: only output with a null needs the walk.
+            if b"null" not in encoded:
+                return encoded
+    return encode_object(value, f"{_where(stream, event_type)}: {part}")
+
+
+def _reserved(metadata: object, name: str, stream: str, event_type: str) -> str | None:
     if not isinstance(metadata, dict):
-        return None  # encode_object reports it
+        return None  # _encode_body reports it
     value = metadata.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(
-            f"{where}: metadata.{name} is reserved and must be a string, found "
-            f"{type(value).__name__}"
-        )
-    return value
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInput(
+        f"{_where(stream, event_type)}: metadata.{name} is reserved and must be a string, "
+        f"found {type(value).__name__}"
+    )
 
 
 def _feed(digest: Any, *parts: str) -> None:
     for part in parts:
         raw = part.encode()
-        digest.update(struct.pack("<Q", len(raw)))
+        digest.update(_LENGTH.pack(len(raw)))
         digest.update(raw)
 
 

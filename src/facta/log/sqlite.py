@@ -12,6 +12,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -47,10 +48,9 @@ from facta.log.sqlite_schema import (
     connect,
     create_schema,
     effective_durability,
-    page_query,
-    page_query_desc,
+    rows_query,
 )
-from facta.log.sqlite_write import SqliteWriter, result_decoder
+from facta.log.sqlite_write import STREAM_VERSION, SqliteWriter, result_decoder
 from facta.log.subscription import subscribe_log
 from facta.log.wakeup import CommitSignal, DataVersionPoller
 
@@ -213,12 +213,11 @@ class SqliteLog:
         count = -1 if limit is None else _check_limit(limit)
         with self._reader() as conn:
             if backward:
-                sql = page_query_desc("stream = ? AND version <= ?")
-                row = conn.execute(sql, (stream, from_version, count)).fetchone()
+                sql = rows_query("stream = ? AND version <= ?", "version", "DESC")
             else:
-                sql = page_query("stream = ? AND version >= ?", order="version")
-                row = conn.execute(sql, (stream, from_version, count)).fetchone()
-        return _page_decoder.decode(row[0])
+                sql = rows_query("stream = ? AND version >= ?", "version")
+            rows = conn.execute(sql, (stream, from_version, count)).fetchall()
+        return _decode_page(rows)
 
     async def read_stream(
         self,
@@ -285,13 +284,13 @@ class SqliteLog:
         with self._reader() as conn:
             conn.execute("BEGIN")
             try:
-                row = conn.execute(page_query(" AND ".join(clauses)), params).fetchone()
+                rows = conn.execute(rows_query(" AND ".join(clauses)), params).fetchall()
                 head = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
             finally:
                 conn.execute("COMMIT")
-        events = _page_decoder.decode(row[0])
-        if row[1] >= limit:
-            scanned = row[2]
+        events = _decode_page(rows)
+        if len(rows) >= limit:
+            scanned = rows[-1][1]
         elif scan_window is not None:
             scanned = max(after, min(head, after + scan_window))
         else:
@@ -310,8 +309,8 @@ class SqliteLog:
         """The version of a stream: the number of its events, 0 if it has none."""
         check_stream_name(stream)
         with self._reader() as conn:
-            row = conn.execute("SELECT max(version) FROM events WHERE stream = ?", (stream,))
-            return int(row.fetchone()[0] or 0)
+            row = conn.execute(STREAM_VERSION, (stream,)).fetchone()
+            return 0 if row is None else int(row[0])
 
     async def stream_version(self, stream: str) -> int:
         return await self._in_thread(self.stream_version_sync, stream)
@@ -347,8 +346,8 @@ class SqliteLog:
             return []
         clause = where.format(",".join("?" * len(values)))
         with self._reader() as conn:
-            row = conn.execute(page_query(clause), [*values, -1]).fetchone()
-        return _page_decoder.decode(row[0])
+            rows = conn.execute(rows_query(clause), [*values, -1]).fetchall()
+        return _decode_page(rows)
 
     def streams_sync(self, *, prefix: str | None = None, limit: int = 1000) -> list[StreamInfo]:
         """Streams with their version, last position and last time, by name."""
@@ -459,17 +458,34 @@ class SqliteLog:
                     break
                 if conn is None:
                     conn = self._open(writer=False)
-                    conn.set_busy_timeout(50)
-                mode = (
-                    "RESTART" if self._wal_size() >= self.config.wal_max_bytes // 2 else "PASSIVE"
-                )
-                with contextlib.suppress(apsw.Error):
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-                    with self.metrics.lock:
-                        self.metrics.checkpoints += 1
+                if self._wal_pages * self._page_size < self.config.wal_checkpoint_bytes:
+                    continue  # a restart since the request already emptied the WAL
+                if not self._checkpoint(conn):
+                    time.sleep(0.05)  # a reader holds the WAL: let it finish
         finally:
             if conn is not None:
                 conn.close()
+
+    def _checkpoint(self, conn: Any) -> bool:
+        """Copy the WAL into the database file and have the next commit write the WAL anew.
+
+        The bulk is copied while appends go on; only the frames committed meanwhile are copied
+        with the writer paused, by a RESTART that makes the next commit write the WAL from its
+        start. Overwriting blocks the WAL file already has syncs faster than growing it.
+        """
+        try:
+            conn.set_busy_timeout(50)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.set_busy_timeout(10)
+            with self._group_lock():
+                busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
+                if not busy:
+                    self._wal_pages = 0
+        except apsw.Error:
+            return False
+        with self.metrics.lock:
+            self.metrics.checkpoints += 1
+        return not busy
 
     def checkpoint_sync(self, mode: str = "TRUNCATE") -> None:
         """Copy the WAL into the database file now (``PASSIVE``, ``RESTART`` or ``TRUNCATE``)."""
@@ -555,6 +571,11 @@ class SqliteLog:
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.close)
+
+
+def _decode_page(rows: list[Any]) -> list[RecordedEvent]:
+    """Events from ``rows_query`` rows: their JSON texts joined into one array, one decode."""
+    return _page_decoder.decode("[" + ",".join([row[0] for row in rows]) + "]")
 
 
 def _parse_time(text: str) -> datetime:

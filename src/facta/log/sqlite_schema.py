@@ -60,6 +60,18 @@ _EVENT_JSON: Final = (
 )
 
 
+def rows_query(where: str, order: str = "position", direction: str = "") -> str:
+    """Each matching event as the text of one JSON array, with its order key, in order.
+
+    The page is joined in Python: an ordered group_concat would make SQLite sort the page's
+    texts again in a temporary B-tree, which cost more than building them.
+    """
+    return (
+        f"SELECT {_EVENT_JSON}, {order} FROM events WHERE {where} "
+        f"ORDER BY {order} {direction} LIMIT ?"
+    )
+
+
 def page_query(where: str, order: str = "position", limit_clause: str = "LIMIT ?") -> str:
     return (
         f"SELECT '[' || coalesce(group_concat(j, ',' ORDER BY o), '') || ']', count(*), max(o) "

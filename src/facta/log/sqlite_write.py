@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import apsw
 import msgspec
@@ -36,6 +36,15 @@ from facta.log.wakeup import CommitSignal
 result_decoder = msgspec.json.Decoder(AppendResult)
 _result_encoder = msgspec.json.Encoder()
 
+# The newest version of a stream, found by one index seek (max() would scan the stream).
+STREAM_VERSION: Final = "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
+CLAIM_KEY: Final = (
+    "INSERT INTO outcomes(key, digest, result, outcome, recorded_at) VALUES (?,?,?,?,?) "
+    "ON CONFLICT(key) DO NOTHING"
+)
+# Stream versions remembered between batches; past this many the memory starts over.
+KNOWN_STREAMS_LIMIT: Final = 65_536
+
 
 class SqliteWriter:
     """Runs group-commit batches on the one writer connection of a process.
@@ -57,6 +66,12 @@ class SqliteWriter:
         self.clock = clock
         self.metrics = metrics
         self.signal = signal
+        # What this connection committed last: the head and the versions of the streams it
+        # touched, valid while no other connection has committed (SQLite's data version).
+        self._known_head: int | None = None
+        self._known_versions: dict[str, int] = {}
+        self._known_data_version = -1
+        self._staged: tuple[int, dict[str, int]] | None = None
 
     def run_batch(self, batch: list[Pending], acknowledge: Callable[[list[Pending]], None]) -> None:
         conn = self._conn
@@ -72,9 +87,13 @@ class SqliteWriter:
             for pending in batch:
                 pending.error = CommitFailed(self.path, exc)
             return
+        if conn.data_version() != self._known_data_version:
+            self._forget()  # another connection committed: read the state from the file
+        self._staged = None
         try:
             self._apply_all(conn, batch)
         except BaseException as exc:
+            self._forget()
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
             for pending in batch:
@@ -89,6 +108,7 @@ class SqliteWriter:
         try:
             conn.execute("COMMIT")
         except apsw.Error as exc:
+            self._forget()
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
             failure = CommitFailed(self.path, exc)
@@ -98,10 +118,30 @@ class SqliteWriter:
             with self.metrics.lock:
                 self.metrics.commit_failures += 1
             return
+        self._remember(conn)
         self._count(batch)
         acknowledge(batch)
         if any(p.error is None and p.result.first_position is not None for p in batch):
             self.signal.notify()
+
+    def _forget(self) -> None:
+        self._known_head = None
+        self._known_versions = {}
+        self._known_data_version = -1
+        self._staged = None
+
+    def _remember(self, conn: Any) -> None:
+        """After COMMIT: keep the state the batch left, so the next batch need not read it."""
+        if self._staged is None:
+            self._forget()
+            return
+        head, versions = self._staged
+        if len(self._known_versions) + len(versions) > KNOWN_STREAMS_LIMIT:
+            self._known_versions = {}
+        self._known_versions.update(versions)
+        self._known_head = head
+        self._known_data_version = conn.data_version()
+        self._staged = None
 
     def _count(self, batch: list[Pending]) -> None:
         m = self.metrics
@@ -121,12 +161,14 @@ class SqliteWriter:
     def _apply_all(self, conn: Any, batch: list[Pending]) -> None:
         """Apply each append in order; an unexpected SQLite error in one append fails only it."""
         while True:
-            head = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+            head = self._known_head
+            if head is None:
+                head = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
             versions: dict[str, int] = {}
             failed_at: int | None = None
             for index, pending in enumerate(batch):
                 if isinstance(pending.error, CommitFailed):
-                    continue  # excluded by an earlier attempt (CommitFailed is a FactaError)
+                    continue  # excluded by an earlier attempt
                 pending.error = None
                 pending.result = None
                 try:
@@ -141,18 +183,21 @@ class SqliteWriter:
                 if pending.result.last_position is not None and not pending.result.replayed:
                     head = pending.result.last_position
             if failed_at is None:
+                self._staged = (head, versions)
                 return
             # Part of that append may be written: start the transaction over without it.
             conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
+            if conn.data_version() != self._known_data_version:
+                self._forget()
 
     def _current_version(self, conn: Any, stream: str, versions: dict[str, int]) -> int:
         version = versions.get(stream)
         if version is None:
-            row = conn.execute(
-                "SELECT max(version) FROM events WHERE stream = ?", (stream,)
-            ).fetchone()
-            version = row[0] or 0
+            version = self._known_versions.get(stream)
+            if version is None:
+                row = conn.execute(STREAM_VERSION, (stream,)).fetchone()
+                version = 0 if row is None else row[0]
             versions[stream] = version
         return version
 
@@ -171,30 +216,51 @@ class SqliteWriter:
     def _apply(
         self, conn: Any, request: PreparedAppend, head: int, versions: dict[str, int]
     ) -> AppendResult:
-        if request.key is not None:
-            row = conn.execute(
-                "SELECT digest, result, outcome FROM outcomes WHERE key = ?", (request.key,)
-            ).fetchone()
-            if row is not None:
-                if row[0] != request.digest:
-                    raise IdempotencyKeyReused(request.key)
-                original = result_decoder.decode(row[1])
-                outcome = None if row[2] is None else decode_json(row[2])
-                return msgspec.structs.replace(
-                    original, key=request.key, outcome=outcome, replayed=True
-                )
-        currents = []
-        for entry in request.streams:
-            current = self._current_version(conn, entry.stream, versions)
-            self._check_expectation(entry.stream, entry.expect, current)
-            currents.append(current)
-        if request.has_given_ids:
-            self._check_given_ids(conn, request)
+        currents = [self._current_version(conn, e.stream, versions) for e in request.streams]
         now = format_time(self.clock.now())
+        # The result this append has if it succeeds: positions and versions follow from the
+        # head and the current versions.
         position = head
         written: list[StreamWritten] = []
         for entry, current in zip(request.streams, currents, strict=True):
-            first = position + 1 if entry.events else None
+            count = len(entry.events)
+            first = position + 1 if count else None
+            position += count
+            written.append(
+                StreamWritten(entry.stream, current + count, first, position if count else None)
+            )
+        result = AppendResult(
+            head + 1 if position > head else None,
+            position if position > head else None,
+            tuple(written),
+        )
+        if request.key is not None:
+            # Claiming the key is its lookup: one statement instead of a SELECT and an INSERT
+            # when the key is new. A key already there is replayed or refused, before any
+            # expectation is checked; a claim is taken back if the append then fails.
+            conn.execute(
+                CLAIM_KEY,
+                (
+                    request.key,
+                    request.digest,
+                    _result_encoder.encode(result).decode(),
+                    request.outcome,
+                    now,
+                ),
+            )
+            if conn.changes() == 0:
+                return self._replay(conn, request)
+        try:
+            for entry, current in zip(request.streams, currents, strict=True):
+                self._check_expectation(entry.stream, entry.expect, current)
+            if request.has_given_ids:
+                self._check_given_ids(conn, request)
+        except FactaError:
+            if request.key is not None:
+                conn.execute("DELETE FROM outcomes WHERE key = ?", (request.key,))
+            raise
+        position = head
+        for entry, current in zip(request.streams, currents, strict=True):
             rows = []
             version = current
             for event in entry.events:
@@ -219,31 +285,23 @@ class SqliteWriter:
                 conn.execute(INSERT_EVENT, rows[0])
             elif rows:
                 conn.executemany(INSERT_EVENT, rows)
-            written.append(
-                StreamWritten(entry.stream, version, first, position if entry.events else None)
-            )
         for item in written:
             versions[item.stream] = item.version
-        result = AppendResult(
-            head + 1 if position > head else None,
-            position if position > head else None,
-            tuple(written),
-        )
         if request.key is not None:
-            conn.execute(
-                "INSERT INTO outcomes(key, digest, result, outcome, recorded_at) "
-                "VALUES (?,?,?,?,?)",
-                (
-                    request.key,
-                    request.digest,
-                    _result_encoder.encode(result).decode(),
-                    request.outcome,
-                    now,
-                ),
-            )
             outcome = None if request.outcome is None else decode_json(request.outcome)
             result = msgspec.structs.replace(result, key=request.key, outcome=outcome)
         return result
+
+    def _replay(self, conn: Any, request: PreparedAppend) -> AppendResult:
+        """The original result of a key used before, if this is the same request."""
+        row = conn.execute(
+            "SELECT digest, result, outcome FROM outcomes WHERE key = ?", (request.key,)
+        ).fetchone()
+        if row[0] != request.digest:
+            raise IdempotencyKeyReused(request.key or "")
+        original = result_decoder.decode(row[1])
+        outcome = None if row[2] is None else decode_json(row[2])
+        return msgspec.structs.replace(original, key=request.key, outcome=outcome, replayed=True)
 
     def _check_given_ids(self, conn: Any, request: PreparedAppend) -> None:
         seen: set[str] = set()

@@ -1,0 +1,78 @@
+"""``facta bench``: benchmarks that print one JSON line per measurement."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from facta.bench.appends import (
+    Sizes,
+    append_batch_strict,
+    append_concurrent_strict,
+    append_concurrent_sustained,
+    append_sequential_strict,
+)
+from facta.bench.reads import read_all_decoded
+
+bench_app = typer.Typer(help="Measure facta against baselines run in the same process.")
+
+LOG_BENCHES: dict[str, Callable[[Sizes, int], dict[str, Any]]] = {
+    "append_sequential_strict": append_sequential_strict,
+    "append_concurrent_strict": append_concurrent_strict,
+    "append_concurrent_sustained": append_concurrent_sustained,
+    "append_batch_strict": append_batch_strict,
+    "read_all_decoded": lambda sizes, pairs: read_all_decoded(sizes.read_events, pairs),
+}
+
+
+@bench_app.callback()
+def bench() -> None:
+    """Benchmarks; each prints JSON lines with a baseline measured in the same run."""
+
+
+@bench_app.command("log")
+def log_command(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes: a smoke test.")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only this benchmark (repeatable).")
+    ] = None,
+    pairs: Annotated[
+        int, typer.Option("--pairs", min=1, help="Baseline/facta pairs per line.")
+    ] = 3,
+    vs: Annotated[
+        str | None, typer.Option("--vs", help="Compare with another library: eventsourcing.")
+    ] = None,
+) -> None:
+    """Benchmark the embedded log; one JSON object per line on stdout."""
+    sizes = Sizes.quick() if quick else Sizes.full()
+    if vs is not None:
+        if vs != "eventsourcing":
+            _fail(f"--vs: unknown library {vs!r}, expected 'eventsourcing'")
+        try:
+            from facta.bench.versus import versus_eventsourcing
+        except ImportError as exc:
+            _fail(f"--vs eventsourcing needs the bench extra (pip install 'facta[bench]'): {exc}")
+
+        for line in versus_eventsourcing(quick=quick, pairs=pairs):
+            _emit(line)
+        return
+    names = list(only) if only else list(LOG_BENCHES)
+    unknown = [name for name in names if name not in LOG_BENCHES]
+    if unknown:
+        _fail(f"--only: unknown benchmark {unknown[0]!r}, expected one of {', '.join(LOG_BENCHES)}")
+    for name in names:
+        _emit(LOG_BENCHES[name](sizes, pairs))
+
+
+def _emit(line: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)

@@ -1,0 +1,132 @@
+"""Baselines: what the same rows cost written and read with no log in between.
+
+Writes go through apsw with the pragmas of facta's writer connection (WAL, ``synchronous=FULL``,
+``fullfsync``); the one difference is that SQLite checkpoints the WAL itself inside commits
+(its default), where facta checkpoints from a background thread. The table has the same columns
+and only the rowid key: a raw INSERT touches one B-tree.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any, Final
+
+import apsw
+
+from facta.bench.rows import EVENT_TYPE, Row
+from facta.log.config import LogConfig
+from facta.log.sqlite_schema import connect
+
+RAW_TABLE: Final = (
+    "CREATE TABLE events(position INTEGER PRIMARY KEY, id TEXT NOT NULL, stream TEXT NOT NULL, "
+    "version INTEGER NOT NULL, type TEXT NOT NULL, schema_version INTEGER NOT NULL, "
+    "recorded_at TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL)"
+)
+RAW_INSERT: Final = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)"
+# The columns of facta's page query, in its order, for the read baselines.
+RAW_PAGE: Final = (
+    "SELECT position, stream, version, type, schema_version, id, recorded_at, data, metadata "
+    "FROM events WHERE position > ? ORDER BY position LIMIT ?"
+)
+_RECORDED_AT: Final = "2026-01-01T00:00:00.000000Z"
+SQLITE_DEFAULT_AUTOCHECKPOINT: Final = 1000
+
+
+def open_raw(path: str) -> Any:
+    """A connection with facta's writer pragmas, SQLite's own checkpointing, and the raw table."""
+    conn = connect(path, LogConfig(), writer=True)
+    conn.wal_autocheckpoint(SQLITE_DEFAULT_AUTOCHECKPOINT)
+    conn.execute(RAW_TABLE)
+    return conn
+
+
+def raw_tuples(rows: list[Row], streams: int) -> list[tuple[Any, ...]]:
+    """The rows as INSERT parameters, round-robin over ``streams`` streams, made before timing."""
+    versions = [0] * streams
+    out = []
+    for index, row in enumerate(rows):
+        stream = index % streams
+        versions[stream] += 1
+        out.append(
+            (
+                index + 1,
+                row.id,
+                f"s{stream}",
+                versions[stream],
+                EVENT_TYPE,
+                1,
+                _RECORDED_AT,
+                row.data_json,
+                row.metadata_json,
+            )
+        )
+    return out
+
+
+def commit_per_row(path: str, params: list[tuple[Any, ...]]) -> float:
+    """BEGIN IMMEDIATE, INSERT, COMMIT for every row; returns the seconds taken."""
+    conn = open_raw(path)
+    try:
+        started = time.perf_counter()
+        for item in params:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(RAW_INSERT, item)
+            conn.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def commit_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> float:
+    """executemany of ``batch`` rows per transaction; returns the seconds taken."""
+    conn = open_raw(path)
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(params), batch):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(RAW_INSERT, params[start : start + batch])
+            conn.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def fetch_stdlib(path: str, page: int) -> tuple[float, int]:
+    """Every row of a log through stdlib ``sqlite3``, in pages, undecoded: (seconds, rows)."""
+    conn = sqlite3.connect(path)
+    try:
+        started = time.perf_counter()
+        after: Any = 0
+        count = 0
+        while True:
+            rows = conn.execute(RAW_PAGE, (after, page)).fetchall()
+            if not rows:
+                break
+            count += len(rows)
+            after = rows[-1][0]
+        return time.perf_counter() - started, count
+    finally:
+        conn.close()
+
+
+def fetch_apsw(path: str, page: int) -> tuple[float, int]:
+    """Every row of a log through apsw, in pages, undecoded: (seconds, rows)."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        started = time.perf_counter()
+        after: Any = 0
+        count = 0
+        while True:
+            rows = conn.execute(RAW_PAGE, (after, page)).fetchall()
+            if not rows:
+                break
+            count += len(rows)
+            after = rows[-1][0]
+        return time.perf_counter() - started, count
+    finally:
+        conn.close()
+
+
+def stdlib_sqlite_version() -> str:
+    return sqlite3.sqlite_version
