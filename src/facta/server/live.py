@@ -80,14 +80,18 @@ class Subscriber:
         self._items: deque[RecordedEvent] = deque()
         self._ready = asyncio.Event()
 
-    def offer(self, event: RecordedEvent) -> None:
-        if self.dropped or not self.filter.matches(event):
-            return
+    def offer(self, event: RecordedEvent) -> bool:
+        """Queue ``event`` if it matches; False once the queue overflowed (drop me)."""
+        if self.dropped:
+            return False
+        if not self.filter.matches(event):
+            return True
         if len(self._items) >= self._limit:
             self.dropped = True
         else:
             self._items.append(event)
         self._ready.set()
+        return not self.dropped
 
     def drop(self) -> None:
         self.dropped = True
@@ -142,7 +146,8 @@ class LogFeed:
         try:
             async for event in self.log.subscribe(after=self.position):
                 for subscriber in tuple(self._subscribers):
-                    subscriber.offer(event)
+                    if not subscriber.offer(event):
+                        self._subscribers.discard(subscriber)
                 self.position = event.position
         except Exception:
             _log.exception("the live log feed stopped")

@@ -28,6 +28,7 @@ _MEDIA_TYPES: Final = {
     ".txt": "text/plain; charset=utf-8",
     ".json": "application/json",
     ".svg": "image/svg+xml",
+    "": "text/plain; charset=utf-8",  # LICENSE, NOTICE
 }
 
 

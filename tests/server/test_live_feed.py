@@ -1,0 +1,91 @@
+"""The live machinery on a real log: a slow subscriber is dropped and resumes without loss."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from facta.log import NewEvent, SqliteLog
+from facta.server.live import LiveMessage, LogFeed, LogFilter, LogStream, heartbeat
+
+
+def _events(count: int) -> list[NewEvent]:
+    return [NewEvent(type="Tick", data={"n": n}) for n in range(count)]
+
+
+async def _take(messages: AsyncIterator[LiveMessage], count: int) -> list[LiveMessage]:
+    return [await anext(messages) for _ in range(count)]
+
+
+def test_a_subscriber_that_falls_behind_is_dropped_and_resumes_by_id(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with SqliteLog(tmp_path / "facta.db") as log:
+            await log.append("warmup", _events(3))
+            feed = LogFeed(log, queue_limit=5)
+            await feed.start()
+            try:
+                stream = LogStream(feed, LogFilter(), after=0)
+                messages = stream.messages()
+                early = await _take(messages, 3)  # caught up from the log
+                waiting = asyncio.ensure_future(anext(messages))  # now attached and idle
+                await asyncio.sleep(0.05)
+                assert feed.subscribers == 1
+                # One commit of 20 events is offered in one go: the queue (5) overflows.
+                await log.append("burst", _events(20))
+                queued = [await waiting, *await _take(messages, 4)]
+                behind = await anext(messages)
+                assert behind.event == "behind"
+                assert "fell too far behind" in behind.data
+                assert feed.subscribers == 0
+                resumed = LogStream(feed, LogFilter(), after=queued[-1].position or 0)
+                rest = await _take(resumed.messages(), 15)
+            finally:
+                await feed.stop()
+            positions = [m.position for m in early + queued + rest]
+            assert positions == list(range(1, 24))
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_subscriber_within_its_queue_is_not_dropped(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with SqliteLog(tmp_path / "facta.db") as log:
+            feed = LogFeed(log, queue_limit=50)
+            await feed.start()
+            try:
+                messages = LogStream(feed, LogFilter(types=frozenset({"Tick"})), 0).messages()
+                waiting = asyncio.ensure_future(anext(messages))
+                await asyncio.sleep(0.05)
+                await log.append("mixed", [*_events(20), NewEvent(type="Tock")])
+                got = [await waiting, *await _take(messages, 19)]
+            finally:
+                await feed.stop()
+            assert [m.event for m in got] == ["log"] * 20
+            assert [m.position for m in got] == list(range(1, 21))
+
+    asyncio.run(scenario())
+
+
+def test_progress_carries_the_position_the_stream_is_complete_to(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with SqliteLog(tmp_path / "facta.db") as log:
+            await log.append("noise", _events(7))
+            feed = LogFeed(log, queue_limit=10)
+            await feed.start()
+            try:
+                stream = LogStream(feed, LogFilter(types=frozenset({"Rare"})), after=0)
+                beats = heartbeat(stream, interval=0.05)
+                first = await anext(beats)
+                await log.append("noise", _events(2))
+                await asyncio.sleep(0.2)
+                later = await anext(beats)
+                while later.position is not None and later.position < 9:
+                    later = await anext(beats)
+                await beats.aclose()  # type: ignore[attr-defined]
+            finally:
+                await feed.stop()
+            assert (first.event, first.position) == ("progress", 7)
+            assert (later.event, later.position) == ("progress", 9)
+
+    asyncio.run(scenario())
