@@ -29,7 +29,7 @@ class RunningServer:
 
 @contextmanager
 def facta_serve(
-    workdir: Path, token_lines: Sequence[str], args: Sequence[str] = ()
+    workdir: Path, token_lines: Sequence[str], args: Sequence[str] = (), *, port: int = 0
 ) -> Iterator[RunningServer]:
     """Start ``python -m facta.server`` on a free port; stop it (SIGTERM, then SIGKILL)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def facta_serve(
         "FACTA_TOKENS": ";".join(token_lines),
         "FACTA_TOKENS_FILE": str(workdir / "no-tokens-file"),
     }
-    command = [sys.executable, "-m", "facta.server", "--log", str(log_path), "--port", "0"]
+    command = [sys.executable, "-m", "facta.server", "--log", str(log_path), "--port", str(port)]
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen([*command, *args], stdout=out, stderr=err, env=env, cwd=workdir)
     try:
