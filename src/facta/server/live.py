@@ -131,12 +131,16 @@ class LogFeed:
         self.position = await self.log.head()
         self._task = asyncio.create_task(self._follow(), name="facta-live-feed")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, timeout: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            _log.warning("the live log feed did not stop within %.1f s of being cancelled", timeout)
+        elif not task.cancelled() and task.exception() is not None:
+            _log.warning("the live log feed had stopped with %r", task.exception())
 
     @property
     def running(self) -> bool:
