@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from facta.log import NewEvent, SqliteLog
+from facta.log import NewEvent, RecordedEvent, SqliteLog
 from facta.server.live import LiveMessage, LogFeed, LogFilter, LogStream, heartbeat
 
 
@@ -89,3 +89,49 @@ def test_progress_carries_the_position_the_stream_is_complete_to(tmp_path: Path)
             assert (later.event, later.position) == ("progress", 9)
 
     asyncio.run(scenario())
+
+
+class ForgetsTheGap(LogStream):
+    """Broken on purpose: once attached to the feed it skips what the feed passed meanwhile."""
+
+    async def _catch_up(self, until: int) -> AsyncIterator[RecordedEvent]:
+        if self._subscriber is not None:
+            return
+        async for event in super()._catch_up(until):
+            yield event
+
+
+async def _positions_while_the_feed_moves(path: Path, stream_class: type[LogStream]) -> list[int]:
+    """Catch up 1,200 events in pages of 500; after the first page, 50 more are committed."""
+    async with SqliteLog(path) as log:
+        for _ in range(12):
+            await log.append("history", _events(100))
+        feed = LogFeed(log, queue_limit=1000)
+        await feed.start()
+        try:
+            messages = stream_class(feed, LogFilter(), after=0, page_size=500).messages()
+            positions = [m.position for m in await _take(messages, 1)]
+            await log.append("during", _events(50))
+            while feed.position < 1250:
+                await asyncio.sleep(0.01)
+            while not positions or (positions[-1] or 0) < 1250:
+                try:
+                    message = await asyncio.wait_for(anext(messages), 2)
+                except TimeoutError:
+                    break
+                positions.append(message.position)
+            await messages.aclose()  # type: ignore[attr-defined]
+        finally:
+            await feed.stop()
+    return [p for p in positions if p is not None]
+
+
+def test_events_committed_while_catching_up_are_neither_lost_nor_repeated(tmp_path: Path) -> None:
+    positions = asyncio.run(_positions_while_the_feed_moves(tmp_path / "a.db", LogStream))
+    assert positions == list(range(1, 1251))
+
+
+def test_negative_control_a_stream_that_skips_the_gap_loses_events(tmp_path: Path) -> None:
+    positions = asyncio.run(_positions_while_the_feed_moves(tmp_path / "b.db", ForgetsTheGap))
+    lost = sorted(set(range(1, 1251)) - set(positions))
+    assert lost == list(range(1201, 1251)), "the broken stream should lose exactly the gap"
