@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,31 @@ def test_a_bad_line_is_refused_naming_the_problem(line: str, problem: str) -> No
     with pytest.raises(TokenConfigError, match="test entry 1") as caught:
         TokenStore.from_text(line, source="test")
     assert problem in str(caught.value)
+
+
+def test_the_token_command_prints_a_token_and_a_line_that_accepts_it() -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "facta.server", "token", "bob", "--scopes", "append"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = made.stdout.split("shown once, give it to bob): ", 1)[1].split()[0]
+    line = made.stdout.split("or .facta/tokens): ", 1)[1].strip()
+    principal = TokenStore.from_text(line, source="cli").authenticate(token)
+    assert principal is not None
+    assert (principal.name, principal.scopes) == ("bob", frozenset({Scope.APPEND}))
+
+
+def test_the_token_command_refuses_an_unknown_scope() -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "facta.server", "token", "bob", "--scopes", "write"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "scopes must be a comma-separated subset of ['admin', 'append', 'read']" in (
+        refused.stderr
+    )
