@@ -2,6 +2,7 @@
 
 from facta.server.app import create_app
 from facta.server.auth import Access, requires
+from facta.server.cli import run_server, serve_app
 from facta.server.config import ServerConfig
 from facta.server.tokens import Principal, Scope, TokenStore, create_token
 
@@ -14,4 +15,6 @@ __all__ = [
     "create_app",
     "create_token",
     "requires",
+    "run_server",
+    "serve_app",
 ]

@@ -7,6 +7,7 @@ The ``facta`` command mounts :data:`serve_app` as its ``serve`` sub-command; unt
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,7 @@ def serve(
             err=True,
         )
     try:
-        run(create_app(opened, config, tokens), config)
+        run_server(create_app(opened, config, tokens), config)
     finally:
         opened.close()
 
@@ -95,8 +96,14 @@ def token(
     typer.echo(f"hash line (add to {TOKENS_ENV} or .facta/tokens): {created.line}")
 
 
-def run(app: object, config: ServerConfig) -> None:
-    """Listen on ``config.host``/``config.port``, print the URL, serve until interrupted."""
+def run_server(
+    app: object, config: ServerConfig, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Listen on ``config.host``/``config.port``, announce the URL, serve until interrupted.
+
+    The socket is bound before ``on_ready`` (default: print ``facta serving <url>``) is called,
+    so with ``port=0`` the URL names the free port that was picked.
+    """
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -104,7 +111,11 @@ def run(app: object, config: ServerConfig) -> None:
     sock.listen(256)
     bound_port = sock.getsockname()[1]
     shown = f"[{config.host}]" if family == socket.AF_INET6 else config.host
-    print(f"facta serving http://{shown}:{bound_port}", flush=True)
+    url = f"http://{shown}:{bound_port}"
+    if on_ready is None:
+        print(f"facta serving {url}", flush=True)
+    else:
+        on_ready(url)
     server = uvicorn.Server(
         uvicorn.Config(
             app,  # type: ignore[arg-type]
