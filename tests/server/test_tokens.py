@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from facta.server.tokens import Scope, TokenConfigError, TokenStore, create_token
+from facta.server.tokens import (
+    Scope,
+    TokenConfigError,
+    TokenStore,
+    create_token,
+    readable_by_others,
+)
 
 
 def test_a_created_token_is_accepted_with_its_scopes_and_nothing_else() -> None:
@@ -91,3 +97,12 @@ def test_the_token_command_refuses_an_unknown_scope() -> None:
     assert "scopes must be a comma-separated subset of ['admin', 'append', 'read']" in (
         refused.stderr
     )
+
+
+def test_a_tokens_file_readable_by_others_is_flagged(tmp_path: Path) -> None:
+    file = tmp_path / "tokens"
+    file.write_text(create_token("c", ["read"]).line)
+    file.chmod(0o600)
+    assert not readable_by_others(file)
+    file.chmod(0o644)
+    assert readable_by_others(file)

@@ -19,7 +19,14 @@ from facta.log.errors import FactaError
 from facta.log.sqlite import SqliteLog
 from facta.server.app import create_app
 from facta.server.config import ServerConfig
-from facta.server.tokens import TOKENS_ENV, TokenConfigError, TokenStore, create_token
+from facta.server.tokens import (
+    TOKENS_ENV,
+    TokenConfigError,
+    TokenStore,
+    create_token,
+    readable_by_others,
+    tokens_file_path,
+)
 
 serve_app = typer.Typer(
     help="Serve the HTTP API (append, read, live log over SSE) on 127.0.0.1.",
@@ -69,6 +76,12 @@ def serve(
     except (FactaError, TokenConfigError, OSError) as exc:
         typer.echo(f"facta serve: {exc}", err=True)
         raise typer.Exit(2) from None
+    if readable_by_others(tokens_file_path(tokens_file)):
+        typer.echo(
+            f"facta serve: warning: {tokens_file_path(tokens_file)} is readable by other users; "
+            "restrict it with 'chmod 600'",
+            err=True,
+        )
     if len(tokens) == 0 and not open_read:
         typer.echo(
             f"facta serve: no tokens configured ({TOKENS_ENV} or the tokens file): every route "

@@ -135,7 +135,7 @@ class TokenStore:
         else ``.facta/tokens``) when it exists."""
         text = os.environ.get(TOKENS_ENV, "")
         store_text = [(text, TOKENS_ENV)] if text.strip() else []
-        path = tokens_file or Path(os.environ.get(TOKENS_FILE_ENV, DEFAULT_TOKENS_FILE))
+        path = tokens_file_path(tokens_file)
         if path.is_file():
             store_text.append((path.read_text(encoding="utf-8"), str(path)))
         elif tokens_file is not None:
@@ -173,6 +173,19 @@ class TokenStore:
             while len(self._verified) > _CACHE_SIZE:
                 self._verified.popitem(last=False)
         return principal
+
+
+def tokens_file_path(tokens_file: Path | None = None) -> Path:
+    """The tokens file in use: the one given, else ``FACTA_TOKENS_FILE``, else ``.facta/tokens``."""
+    return tokens_file or Path(os.environ.get(TOKENS_FILE_ENV, DEFAULT_TOKENS_FILE))
+
+
+def readable_by_others(path: Path) -> bool:
+    """True when a POSIX tokens file can be read by its group or by anyone (it should not)."""
+    try:
+        return os.name == "posix" and bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def _fingerprint(token: str) -> bytes:
