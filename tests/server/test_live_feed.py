@@ -135,3 +135,22 @@ def test_negative_control_a_stream_that_skips_the_gap_loses_events(tmp_path: Pat
     positions = asyncio.run(_positions_while_the_feed_moves(tmp_path / "b.db", ForgetsTheGap))
     lost = sorted(set(range(1, 1251)) - set(positions))
     assert lost == list(range(1201, 1251)), "the broken stream should lose exactly the gap"
+
+
+def test_a_stream_is_told_when_the_feed_stops(tmp_path: Path) -> None:
+    async def scenario() -> LiveMessage:
+        async with SqliteLog(tmp_path / "facta.db") as log:
+            await log.append("one", _events(1))
+            feed = LogFeed(log, queue_limit=10)
+            await feed.start()
+            messages = LogStream(feed, LogFilter(), after=0).messages()
+            assert (await anext(messages)).position == 1
+            waiting = asyncio.ensure_future(anext(messages))
+            await asyncio.sleep(0.05)
+            await feed.stop()
+            return await asyncio.wait_for(waiting, 5)
+
+    closing = asyncio.run(scenario())
+    assert closing.event == "closing"
+    assert closing.position is None
+    assert '"position":1' in closing.data

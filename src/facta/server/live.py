@@ -76,6 +76,7 @@ class Subscriber:
         self.filter = log_filter
         self.start = start
         self.dropped = False
+        self.reason = "behind"
         self._limit = limit
         self._items: deque[RecordedEvent] = deque()
         self._ready = asyncio.Event()
@@ -93,8 +94,10 @@ class Subscriber:
         self._ready.set()
         return not self.dropped
 
-    def drop(self) -> None:
+    def drop(self, reason: str) -> None:
+        """End this subscription: ``behind`` (queue overflow) or ``closing`` (feed stopped)."""
         self.dropped = True
+        self.reason = reason
         self._ready.set()
 
     @property
@@ -158,7 +161,7 @@ class LogFeed:
             raise
         finally:
             for subscriber in tuple(self._subscribers):
-                subscriber.drop()
+                subscriber.drop("closing")
 
     def attach(self, log_filter: LogFilter) -> Subscriber:
         subscriber = Subscriber(log_filter, self.queue_limit, self.position)
@@ -216,11 +219,15 @@ class LogStream:
             while (live := await subscriber.next()) is not None:
                 if live.position > self.complete:
                     yield self._sent(live)
-            detail = (
-                "this stream fell too far behind the log and was closed; "
-                "reconnect with Last-Event-ID to resume"
-            )
-            yield LiveMessage("behind", _json({"position": self.complete, "detail": detail}))
+            if subscriber.reason == "behind":
+                detail = (
+                    "this stream fell too far behind the log and was closed; "
+                    "reconnect with Last-Event-ID to resume"
+                )
+            else:
+                detail = "the server stopped following the log; reconnect with Last-Event-ID"
+            position = self.complete
+            yield LiveMessage(subscriber.reason, _json({"position": position, "detail": detail}))
         finally:
             self.feed.detach(subscriber)
 

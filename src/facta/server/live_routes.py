@@ -5,6 +5,7 @@ log position and whose data is the event as JSON. ``event: progress`` (id = the 
 which the stream is complete) comes when the stream has been idle for the heartbeat interval.
 ``event: behind`` means the client fell too far behind and the server closed the stream: it
 reconnects with ``Last-Event-ID`` (EventSource does so by itself) and loses nothing.
+``event: closing`` means the server stopped following the log (shutting down); the same applies.
 """
 
 from __future__ import annotations
