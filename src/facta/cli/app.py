@@ -75,6 +75,7 @@ _LAZY: dict[str, tuple[str, str, str, str | None]] = {
     "plan": ("facta.views.cli", "views_app", "Show what apply would change (views).", "plan"),
     "apply": ("facta.views.cli", "views_app", "Move the views to facta.toml.", "apply"),
     "sql": ("facta.views.cli", "views_app", "Read-only SQL over the views.", "sql"),
+    "serve": ("facta.server.cli", "serve_app", "The HTTP API and live log (SSE).", None),
 }
 
 

@@ -70,8 +70,11 @@ async def subscribe_log(
                     yield Checkpoint(position)
             if len(events) >= page_size or position < head:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wake-up fires, and the subscriber would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), idle_timeout)
+                async with asyncio.timeout(idle_timeout):
+                    await wake.wait()
     finally:
         log.signal.unregister(token)
         with log.metrics.lock:

@@ -1,0 +1,79 @@
+"""The ASGI application of ``facta serve``: routers, guards, error bodies, the live feed.
+
+Routers are one module per concern (``log_routes``, ``live_routes``, ``session_routes``,
+``service_routes``); views and entities will add ``view_routes`` and ``command_routes`` the same
+way, each route declaring its access with :func:`facta.server.auth.requires`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from facta.log.sqlite import SqliteLog
+from facta.server import live_routes, log_routes, service_routes, session_routes
+from facta.server.config import ServerConfig
+from facta.server.guards import BodyLimit, HostAllowList
+from facta.server.live import LogFeed
+from facta.server.problems import install_handlers
+from facta.server.sessions import CSRF_HEADER, SessionStore
+from facta.server.state import ServerState
+from facta.server.tokens import TokenStore
+
+ROUTERS = (
+    service_routes.router,
+    session_routes.router,
+    log_routes.router,
+    live_routes.router,
+)
+
+
+def create_app(
+    log: SqliteLog, config: ServerConfig | None = None, tokens: TokenStore | None = None
+) -> FastAPI:
+    """Build the HTTP API over ``log``. The caller owns the log and closes it."""
+    config = config or ServerConfig()
+    state = ServerState(
+        log=log,
+        config=config,
+        tokens=tokens if tokens is not None else TokenStore(),
+        sessions=SessionStore(config.session_ttl, config.max_sessions),
+        feed=LogFeed(log, config.sse_queue),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.feed.start()
+        try:
+            yield
+        finally:
+            await state.feed.stop()
+
+    app = FastAPI(
+        title="facta",
+        summary="An events-first data platform: the log is the truth.",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.facta = state
+    for router in ROUTERS:
+        app.include_router(router)
+    install_handlers(app)
+    # Added last = outermost: the Host check runs first, then the body limit, then CORS.
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "last-event-id", CSRF_HEADER],
+        )
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(HostAllowList, hosts=config.accepted_hosts)
+    return app

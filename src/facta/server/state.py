@@ -1,0 +1,61 @@
+"""What every route of one server shares: the log, settings, tokens, sessions, live feed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from facta.log.sqlite import SqliteLog
+from facta.server.config import ServerConfig
+from facta.server.live import LogFeed
+from facta.server.problems import ApiError, unavailable
+from facta.server.sessions import SessionStore
+from facta.server.tokens import TokenStore
+
+
+class ConnectionLimits:
+    """Open live streams per token; beyond the cap a new one gets 503 + ``Retry-After``."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, who: str) -> None:
+        if self.open[who] >= self.limit:
+            raise unavailable(
+                "too_many_connections",
+                f"{who!r} already has {self.open[who]} live streams open; the limit is "
+                f"{self.limit} per token",
+                self.retry_after,
+            )
+        self.open[who] += 1
+
+    def release(self, who: str) -> None:
+        self.open[who] -= 1
+        if self.open[who] <= 0:
+            del self.open[who]
+
+
+@dataclass
+class ServerState:
+    log: SqliteLog
+    config: ServerConfig
+    tokens: TokenStore
+    sessions: SessionStore
+    feed: LogFeed
+    connections: ConnectionLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connections = ConnectionLimits(
+            self.config.max_connections_per_token, self.config.retry_after
+        )
+
+
+def server_state(request: Request) -> ServerState:
+    state = request.app.state.facta
+    if not isinstance(state, ServerState):
+        raise ApiError(500, "not_configured", "this app was not built by facta.server.create_app")
+    return state
