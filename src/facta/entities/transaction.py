@@ -47,7 +47,7 @@ class Transaction:
         self.command_id = command_id
         self.metadata = causality(command_id, causation_id, correlation_id)
         self.participants: dict[str, Participant] = {}
-        self.extra: list[StreamAppend] = []
+        self.emitted: dict[str, list[NewEvent]] = {}
         self.result: Committed | None = None
 
     def entity(self, kind: Any, entity_id: str) -> TxEntity:
@@ -97,7 +97,8 @@ class Transaction:
         self, key: str | None, outcome: Any, tracking: Tracking | None = None
     ) -> AppendResult:
         """Append every participant (read checks for the read-only ones) in one append."""
-        entries = [*self.entries(), *self.extra]
+        extra = [StreamAppend(stream, tuple(events)) for stream, events in self.emitted.items()]
+        entries = [*self.entries(), *extra]
         if not entries and key is None and tracking is None:
             return AppendResult(None, None, ())
         result = await self.runtime.log.append_many(
@@ -126,8 +127,11 @@ class Transaction:
                 await self.runtime.catch_up(entry)
 
     def emit(self, stream: str, events: list[NewEvent]) -> None:
-        """Append plain events to ``stream`` (no expectation) as part of this transaction."""
-        self.extra.append(StreamAppend(stream, tuple(events)))
+        """Append plain events to ``stream`` (no expectation) as part of this transaction.
+
+        ``stream`` must not be the stream of an entity in the transaction.
+        """
+        self.emitted.setdefault(stream, []).extend(events)
 
 
 class TxEntity:
