@@ -49,6 +49,20 @@ class ActiveEntity:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     waiting: int = 0
     room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    committing: set[asyncio.Future[None]] = dataclasses.field(default_factory=set)
+
+    async def settled(self, timeout: float) -> None:
+        """Wait (bounded) until no append that writes this entity is in flight in this process.
+
+        Reading after in-flight commits settle avoids deciding on a version that is about to
+        be superseded; it holds nothing, so it cannot deadlock.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.committing:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(list(self.committing), timeout=remaining)
 
     def advance(self, events: Iterable[tuple[int, Any]]) -> None:
         """Apply ``(version, event)`` pairs that directly follow the current version."""
@@ -132,6 +146,8 @@ class EntityCache:
 
     def _trim(self, now: float) -> None:
         surplus = len(self.entries) - self.config.max_active
+        if surplus <= 0:
+            return
         newest = next(reversed(self.entries))
         for stream, entry in list(self.entries.items()):
             if surplus <= 0:

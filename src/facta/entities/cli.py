@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from facta.entities.bench import bank_command, entities_command
 from facta.entities.trace import render, trace
 from facta.entities.tracking import processor_statuses, skip
 from facta.log.errors import FactaError
@@ -71,8 +72,13 @@ def trace_command(ident: str, log: LogOption = Path("facta.db")) -> None:
     typer.echo(render(tree, marked=ident))
 
 
+bench_app = typer.Typer(help="Benchmarks of the write side.", no_args_is_help=True)
+bench_app.command("entities")(entities_command)
+bench_app.command("bank")(bank_command)
+
 app = typer.Typer(help="facta write side", no_args_is_help=True)
 app.add_typer(processors_app, name="processors")
+app.add_typer(bench_app, name="bench")
 app.command("trace")(trace_command)
 
 

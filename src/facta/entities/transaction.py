@@ -10,9 +10,11 @@ Staged events reach the shared cache only after the append commits.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from facta.entities.cache import ActiveEntity
 from facta.entities.decider import KindSpec, spec_of
 from facta.entities.outcome import Committed
 from facta.log.event import AppendResult, NewEvent, StreamAppend, Tracking
@@ -58,6 +60,8 @@ class Transaction:
         found = self.participants.get(stream)
         if found is None:
             entry = await self.runtime.activate(spec, stream)
+            if entry.committing:
+                await entry.settled(self.runtime.config.mailbox_timeout)
             found = self.participants.get(stream)  # another task of this tx may have won
             if found is None:
                 found = Participant(spec, stream, entry.state, entry.version)
@@ -101,12 +105,29 @@ class Transaction:
         entries = [*self.entries(), *extra]
         if not entries and key is None and tracking is None:
             return AppendResult(None, None, ())
-        result = await self.runtime.log.append_many(
-            entries, key=key, outcome=outcome if key is not None else None, tracking=tracking
-        )
-        if not result.replayed:
-            self.apply_committed()
+        marks = self._mark_committing()
+        try:
+            result = await self.runtime.log.append_many(
+                entries, key=key, outcome=outcome if key is not None else None, tracking=tracking
+            )
+            if not result.replayed:
+                self.apply_committed()
+        finally:
+            for entry, mark in marks:
+                entry.committing.discard(mark)
+                mark.set_result(None)
         return result
+
+    def _mark_committing(self) -> list[tuple[ActiveEntity, asyncio.Future[None]]]:
+        marks = []
+        loop = asyncio.get_running_loop()
+        for p in self.participants.values():
+            entry = self.runtime.cache.peek(p.stream) if p.staged else None
+            if entry is not None:
+                mark: asyncio.Future[None] = loop.create_future()
+                entry.committing.add(mark)
+                marks.append((entry, mark))
+        return marks
 
     def apply_committed(self) -> None:
         """Move the shared cache forward by the staged events, where it still is at the read."""
