@@ -311,6 +311,8 @@ class Runtime:
                 events = tuple(spec.to_new_event(e, metadata) for e in decided)
                 outcome = ACCEPTED if key is not None else None
                 entries = [StreamAppend(stream, events, version)]
+            mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry.committing.add(mark)  # transactions read after it settles
             try:
                 result = await self.log.append_many(entries, key=key, outcome=outcome)
             except WrongExpectedVersion:
@@ -322,6 +324,9 @@ class Runtime:
                 recorded = await self.log.lookup(command_id)
                 assert recorded is not None
                 return self._replay(recorded, command_id, stream)
+            finally:
+                entry.committing.discard(mark)
+                mark.set_result(None)
             if result.replayed:
                 return self._replay(result, command_id, stream)
             if refused is not None:
