@@ -161,3 +161,29 @@ def test_concurrent_transfers_conserve_the_total(log: SqliteLog) -> None:
         assert runtime.stats.transactions >= 50
 
     asyncio.run(main())
+
+
+def test_a_transaction_holds_no_entity_while_it_awaits(log: SqliteLog) -> None:
+    async def main() -> None:
+        runtime = await _funded(log, a=10)
+        inside = asyncio.Event()
+        proceed = asyncio.Event()
+        attempts = 0
+
+        async def slow_withdraw(tx: Transaction) -> None:
+            nonlocal attempts
+            attempts += 1
+            await tx.entity(Account, "a").send(Withdraw(5))
+            inside.set()
+            await proceed.wait()  # a long await in the middle of the transaction
+
+        task = asyncio.create_task(runtime.transact(slow_withdraw, command_id="slow"))
+        await inside.wait()
+        # The entity still takes commands while the transaction waits: nothing is locked.
+        await asyncio.wait_for(runtime.entity(Account, "a").send(Deposit(1)), 1.0)
+        proceed.set()
+        committed = await task
+        assert attempts == 2 and committed.streams == {"account-a": 3}
+        assert await runtime.entity(Account, "a").state() == Balance(6)
+
+    asyncio.run(main())
