@@ -102,14 +102,18 @@ async def _concurrent_appends(total: int, clients: int) -> Run:
     folder, path = _fresh()
     with folder, SqliteLog(path) as log:
         per = total // clients
+        latencies: list[float] = []
 
         async def client(c: int) -> None:
             for i in range(per):
+                began = time.perf_counter()
                 await log.append(f"caller-{c}", [NewEvent(type="Noted", data={"i": i})], expect=i)
+                latencies.append(time.perf_counter() - began)
 
         started = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
-        return per * clients / (time.perf_counter() - started), {}
+        rate = per * clients / (time.perf_counter() - started)
+        return rate, {"baseline_p99_ms": round(_percentile(latencies, 0.99) * 1000, 2)}
 
 
 async def _transfers(total: int, clients: int, accounts: int, seed: int) -> Run:
@@ -197,6 +201,9 @@ def _line(
     for key in runs[-1][1][1]:
         values = [r[1][1][key] for r in runs]
         line[key] = statistics.median(values)
+    baselines = [b for b, _ in runs if b is not None]
+    for key in baselines[-1][1] if baselines else ():
+        line[key] = statistics.median([b[1][key] for b in baselines])
     line.update(extra)
     line["driver"] = f"apsw {apsw.apsw_version()}"
     line["sqlite_version"] = apsw.sqlite_lib_version()
