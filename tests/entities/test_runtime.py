@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,11 +111,13 @@ def test_full_mailbox_raises_overloaded_after_the_timeout(log: SqliteLog) -> Non
         runtime = Runtime(log, RuntimeConfig(mailbox_size=1, mailbox_timeout=0.2))
         account = runtime.entity(Account, "a")
         await account.send(Deposit(1))
+        entry = runtime.cache.peek("account-a")
+        assert entry is not None
         with log.hold_writer():  # the first command waits in its append, holding the entity
             first = asyncio.create_task(account.send(Deposit(1)))
-            await asyncio.sleep(0.05)
+            await _until(lambda: log.queued_appends() == 1)
             second = asyncio.create_task(account.send(Deposit(1), timeout=5.0))  # in the mailbox
-            await asyncio.sleep(0.05)
+            await _until(lambda: entry.waiting == 1)
             with pytest.raises(Overloaded, match="mailbox stayed full"):
                 await account.send(Deposit(1), timeout=0.1)
         await first
@@ -122,10 +125,18 @@ def test_full_mailbox_raises_overloaded_after_the_timeout(log: SqliteLog) -> Non
         assert await account.state() == Balance(3)
         with log.hold_writer():
             blocked = asyncio.create_task(account.send(Deposit(1)))
-            await asyncio.sleep(0.05)
+            await _until(lambda: log.queued_appends() == 1)
             with pytest.raises(Overloaded, match=r"no turn within 0\.1s"):
                 await account.send(Deposit(1), timeout=0.1)
         await blocked
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached within 5 s")
 
 
 def test_idle_and_surplus_entities_are_passivated(log: SqliteLog) -> None:

@@ -48,14 +48,18 @@ def test_domain_error_timeout_and_cancellation_write_nothing(log: SqliteLog) -> 
         with pytest.raises(InsufficientFunds):
             await runtime.transact(overdraw, command_id="t1")
 
+        started = asyncio.Event()
+
         async def slow(tx: Transaction) -> None:
             await tx.entity(Account, "b").send(Deposit(1))
+            started.set()
             await asyncio.sleep(10)
 
         with pytest.raises(TimeoutError):
             await runtime.transact(slow, command_id="t2", timeout=0.05)
+        started.clear()
         task = asyncio.create_task(runtime.transact(slow, command_id="t3"))
-        await asyncio.sleep(0.05)
+        await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -138,7 +138,6 @@ def _replay_log(
 ) -> tuple[Counter[str], list[int]]:
     applied: Counter[str] = Counter()
     balances = [0] * accounts
-    initialised = False
     with SqliteLog(log_path) as log:
         after = 0
         while True:
@@ -155,8 +154,6 @@ def _replay_log(
                 command = str(event.metadata.get("command_id"))
                 if event.type == "Withdrawn":
                     applied[command] += 1
-                if not initialised and sum(balances) == total:
-                    initialised = True
                 index = int(event.stream.split("-", 1)[1])
                 if balances[index] < 0:
                     report.violations.append(
