@@ -114,7 +114,7 @@ class Runtime:
         seconds for ``fn``) or a cancellation aborts with nothing written.
         """
         if command_id is not None:
-            recorded = self._recorded(command_id)
+            recorded = await self._recorded(command_id)
             if recorded is not None:
                 return committed_from(recorded.result, command_id, replayed=True)
         last: WrongExpectedVersion | None = None
@@ -157,7 +157,7 @@ class Runtime:
         ``tx.result`` holds the :class:`Committed` afterwards.
         """
         if command_id is not None:
-            recorded = self._recorded(command_id)
+            recorded = await self._recorded(command_id)
             if recorded is not None:
                 raise AlreadyApplied(
                     command_id, committed_from(recorded.result, command_id, replayed=True)
@@ -231,9 +231,10 @@ class Runtime:
 
     # -- idempotency hooks (tests break them on purpose) ----------------------------------------
 
-    def _recorded(self, command_id: str) -> OutcomeRecord | None:
-        # A point read on a reader connection: it never waits for the writer in WAL mode.
-        return self.log.lookup_sync(command_id)
+    async def _recorded(self, command_id: str) -> OutcomeRecord | None:
+        # In a worker thread: on the event loop's thread, the read would wait for the GIL
+        # each time SQLite hands it back, stalling every other command in the meantime.
+        return await self.log.lookup(command_id)
 
     def _log_key(self, command_id: str | None) -> str | None:
         return command_id
@@ -259,7 +260,7 @@ class Runtime:
     ) -> Accepted:
         stream = spec.stream(entity_id)
         if command_id is not None:
-            recorded = self._recorded(command_id)
+            recorded = await self._recorded(command_id)
             if recorded is not None:
                 return self._replay(recorded, command_id, stream)
         held = _holding.get()

@@ -51,7 +51,7 @@ class _EvolveEarlyRuntime(Runtime):
 
 
 class _NoDedupeRuntime(Runtime):
-    def _recorded(self, command_id: str) -> None:
+    async def _recorded(self, command_id: str) -> None:
         return None
 
     def _log_key(self, command_id: str | None) -> None:
