@@ -90,6 +90,7 @@ class Runtime:
         self.snapshots = SnapshotStore(log.path) if snapshots and log.path != ":memory:" else None
         self.stats = RuntimeStats()
         self._background: set[asyncio.Task[Any]] = set()
+        self._active = 0  # commands and transactions in progress
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -113,6 +114,23 @@ class Runtime:
         backoff; then :class:`TransactionConflict`. A domain error, a timeout (``timeout``
         seconds for ``fn``) or a cancellation aborts with nothing written.
         """
+        self._active += 1
+        try:
+            return await self._transact(
+                fn, command_id, timeout, retries, correlation_id, causation_id
+            )
+        finally:
+            self._active -= 1
+
+    async def _transact(
+        self,
+        fn: Callable[[Transaction], Awaitable[T]],
+        command_id: str | None,
+        timeout: float | None,
+        retries: int,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> Committed:
         if command_id is not None:
             recorded = await self._recorded(command_id)
             if recorded is not None:
@@ -232,8 +250,10 @@ class Runtime:
     # -- idempotency hooks (tests break them on purpose) ----------------------------------------
 
     async def _recorded(self, command_id: str) -> OutcomeRecord | None:
-        # In a worker thread: on the event loop's thread, the read would wait for the GIL
-        # each time SQLite hands it back, stalling every other command in the meantime.
+        if self._active <= 1:  # nothing else to stall: a point read inline is cheapest
+            return self.log.lookup_sync(command_id)
+        # Otherwise in a worker thread: on the event loop's thread the read would wait for the
+        # GIL each time SQLite hands it back, stalling every other command meanwhile.
         return await self.log.lookup(command_id)
 
     def _log_key(self, command_id: str | None) -> str | None:
@@ -257,6 +277,24 @@ class Runtime:
         timeout: float | None = None,
         causation_id: str | None = None,
         correlation_id: str | None = None,
+    ) -> Accepted:
+        self._active += 1
+        try:
+            return await self._send(
+                spec, entity_id, command, command_id, timeout, causation_id, correlation_id
+            )
+        finally:
+            self._active -= 1
+
+    async def _send(
+        self,
+        spec: KindSpec,
+        entity_id: str,
+        command: Any,
+        command_id: str | None,
+        timeout: float | None,
+        causation_id: str | None,
+        correlation_id: str | None,
     ) -> Accepted:
         stream = spec.stream(entity_id)
         if command_id is not None:
