@@ -48,6 +48,19 @@ app.command("stats")(stats)
 app.command("import")(import_command)
 
 
+@app.command("trace")
+def trace(
+    ident: str = typer.Argument(help="A command id or event id."),
+    log: str = typer.Option("facta.db", "--log", envvar="FACTA_LOG", help="The log file."),
+) -> None:
+    """Print the causal tree of a command or event (found through the causality index)."""
+    from pathlib import Path
+
+    from facta.entities.cli import trace_command
+
+    trace_command(ident, Path(log))
+
+
 def _run_lazy(module_name: str, attribute: str, name: str, args: list[str]) -> None:
     """Run a sub-app that is imported only when its command runs, so the heavier dependencies
     of benchmarks, views (DuckDB) or the server never slow down or break the log commands."""
@@ -76,6 +89,7 @@ _LAZY: dict[str, tuple[str, str, str, str | None]] = {
     "apply": ("facta.views.cli", "views_app", "Move the views to facta.toml.", "apply"),
     "sql": ("facta.views.cli", "views_app", "Read-only SQL over the views.", "sql"),
     "serve": ("facta.server.cli", "serve_app", "The HTTP API and live log (SSE).", None),
+    "processors": ("facta.entities.cli", "processors_app", "Processors: list, skip.", None),
 }
 
 

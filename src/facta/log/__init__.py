@@ -13,6 +13,7 @@ from facta.log.errors import (
     LogBusy,
     LogClosed,
     Overloaded,
+    TrackingConflict,
     WrongExpectedVersion,
 )
 from facta.log.event import (
@@ -25,6 +26,7 @@ from facta.log.event import (
     RecordedEvent,
     StreamAppend,
     StreamWritten,
+    Tracking,
     parse_expectation,
 )
 from facta.log.protocol import Log, LogStats, StreamInfo
@@ -60,6 +62,8 @@ __all__ = [
     "StreamInfo",
     "StreamWritten",
     "SystemClock",
+    "Tracking",
+    "TrackingConflict",
     "WrongExpectedVersion",
     "parse_expectation",
 ]

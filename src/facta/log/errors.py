@@ -29,6 +29,16 @@ class WrongExpectedVersion(FactaError):
         super().__init__(f"stream {stream!r}: expected {_describe(expected)}, found {found}")
 
 
+class TrackingConflict(FactaError):
+    """A tracking record was not at the position the append expected (another runner moved)."""
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"tracking record {name!r}: expected position {expected}, found {actual}")
+
+
 class IdempotencyKeyReused(FactaError):
     """The same idempotency key was sent with a different request."""
 

@@ -89,6 +89,19 @@ class StreamAppend(msgspec.Struct, frozen=True):
     expect: Expectation = Expect.ANY
 
 
+class Tracking(msgspec.Struct, frozen=True):
+    """A consumer's tracking record, written in the same transaction as an append.
+
+    The log stores ``(name, position, state)`` and refuses the append unless the stored
+    position equals ``expect`` (0: no record yet), so two runners cannot both advance.
+    """
+
+    name: str
+    position: int
+    state: Any = None
+    expect: int = 0
+
+
 class StreamWritten(msgspec.Struct, frozen=True):
     """What an append did to one stream: its version afterwards and the positions it wrote."""
 

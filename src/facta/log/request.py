@@ -21,6 +21,7 @@ from facta.log.event import (
     Expectation,
     NewEvent,
     StreamAppend,
+    Tracking,
     check_event_type,
     check_expectation,
     check_stream_name,
@@ -49,6 +50,13 @@ class PreparedStream(msgspec.Struct, frozen=True):
     events: tuple[PreparedEvent, ...]
 
 
+class PreparedTracking(msgspec.Struct, frozen=True):
+    name: str
+    position: int
+    state: str
+    expect: int
+
+
 class PreparedAppend(msgspec.Struct, frozen=True):
     streams: tuple[PreparedStream, ...]
     key: str | None
@@ -56,6 +64,7 @@ class PreparedAppend(msgspec.Struct, frozen=True):
     digest: bytes
     event_count: int
     size: int
+    tracking: PreparedTracking | None = None
 
     @property
     def has_given_ids(self) -> bool:
@@ -68,14 +77,17 @@ def prepare_append(
     key: str | None,
     outcome: Any,
     config: LogConfig,
+    tracking: Tracking | None = None,
 ) -> PreparedAppend:
     """Validate and encode an append; raise :class:`InvalidInput` naming the first problem."""
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
         raise InvalidInput(f"idempotency key must be a string of 1-500 characters, found {key!r}")
     if outcome is not None and key is None:
         raise InvalidInput("an outcome can only be recorded with an idempotency key")
-    if not entries and key is None:
-        raise InvalidInput("an append needs at least one stream (or a key with an outcome)")
+    if not entries and key is None and tracking is None:
+        raise InvalidInput(
+            "an append needs at least one stream (or a key with an outcome, or a tracking record)"
+        )
     digest = hashlib.sha256()
     seen: set[str] = set()
     streams: list[PreparedStream] = []
@@ -118,7 +130,26 @@ def prepare_append(
     if outcome is not None:
         outcome_json = encode_json_checked(outcome, "outcome")
         _feed(digest, "o", outcome_json)
-    return PreparedAppend(tuple(streams), key, outcome_json, digest.digest(), count, size)
+    prepared_tracking = _prepare_tracking(tracking) if tracking is not None else None
+    if prepared_tracking is not None:
+        t = prepared_tracking
+        _feed(digest, "t", t.name, str(t.position), t.state, str(t.expect))
+    return PreparedAppend(
+        tuple(streams), key, outcome_json, digest.digest(), count, size, prepared_tracking
+    )
+
+
+def _prepare_tracking(tracking: Tracking) -> PreparedTracking:
+    if not isinstance(tracking, Tracking):
+        raise InvalidInput(f"expected a Tracking record, found {type(tracking).__name__}")
+    if not isinstance(tracking.name, str) or not 0 < len(tracking.name) <= 200:
+        raise InvalidInput(f"tracking name must be 1-200 characters, found {tracking.name!r}")
+    for field in ("position", "expect"):
+        value = getattr(tracking, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInput(f"tracking {tracking.name!r}: {field} must be an int >= 0")
+    state = encode_json_checked(tracking.state, f"tracking {tracking.name!r} state")
+    return PreparedTracking(tracking.name, tracking.position, state, tracking.expect)
 
 
 def encode_json_checked(value: Any, what: str) -> str:

@@ -37,6 +37,7 @@ from facta.log.event import (
     OutcomeRecord,
     RecordedEvent,
     StreamAppend,
+    Tracking,
     check_event_type,
     check_stream_name,
 )
@@ -128,11 +129,17 @@ class SqliteLog:
     # -- appending ------------------------------------------------------------------------------
 
     def _prepare(
-        self, entries: Sequence[StreamAppend], key: str | None, outcome: Any
+        self,
+        entries: Sequence[StreamAppend],
+        key: str | None,
+        outcome: Any,
+        tracking: Tracking | None = None,
     ) -> PreparedAppend:
         if self._closed:
             raise LogClosed(f"log {self.path} is closed")
-        return prepare_append(entries, key=key, outcome=outcome, config=self.config)
+        return prepare_append(
+            entries, key=key, outcome=outcome, config=self.config, tracking=tracking
+        )
 
     async def append(
         self,
@@ -149,10 +156,18 @@ class SqliteLog:
         return result
 
     async def append_many(
-        self, entries: Sequence[StreamAppend], *, key: str | None = None, outcome: Any = None
+        self,
+        entries: Sequence[StreamAppend],
+        *,
+        key: str | None = None,
+        outcome: Any = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult:
-        """Append to several streams, each with its own expectation: all or nothing."""
-        request = self._prepare(entries, key, outcome)
+        """Append to several streams, each with its own expectation: all or nothing.
+
+        ``tracking`` is written (upserted) in the same transaction, if its ``expect`` holds.
+        """
+        request = self._prepare(entries, key, outcome, tracking)
         result: AppendResult = await self._group.submit_async(request)
         return result
 
@@ -170,9 +185,14 @@ class SqliteLog:
         return result
 
     def append_many_sync(
-        self, entries: Sequence[StreamAppend], *, key: str | None = None, outcome: Any = None
+        self,
+        entries: Sequence[StreamAppend],
+        *,
+        key: str | None = None,
+        outcome: Any = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult:
-        request = self._prepare(entries, key, outcome)
+        request = self._prepare(entries, key, outcome, tracking)
         result: AppendResult = self._group.submit(request)
         return result
 
@@ -329,6 +349,20 @@ class SqliteLog:
 
     async def lookup(self, key: str) -> OutcomeRecord | None:
         return await self._in_thread(self.lookup_sync, key)
+
+    def tracking_sync(self, name: str) -> Tracking | None:
+        """The tracking record ``name`` (``expect`` set to its position), or None."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT position, state FROM tracking WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Tracking(name, int(row[0]), decode_json(row[1]), int(row[0]))
+
+    def tracking_names_sync(self) -> list[str]:
+        with self._reader() as conn:
+            return [r[0] for r in conn.execute("SELECT name FROM tracking ORDER BY name")]
 
     def events_by_id_sync(self, ids: Sequence[str]) -> list[RecordedEvent]:
         return self._select_events("id IN ({})", list(ids))

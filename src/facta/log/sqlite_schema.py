@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS outcomes(
     outcome TEXT,
     recorded_at TEXT NOT NULL
 ) WITHOUT ROWID;
+
+-- Tracking records of consumers that append (processors): written only inside an append.
+CREATE TABLE IF NOT EXISTS tracking(
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 INSERT_EVENT: Final = (

@@ -24,12 +24,13 @@ from facta.log.errors import (
     FactaError,
     IdempotencyKeyReused,
     LogBusy,
+    TrackingConflict,
     WrongExpectedVersion,
 )
 from facta.log.event import AppendResult, Expect, Expectation, StreamWritten
 from facta.log.group_commit import Pending
 from facta.log.metrics import LogMetrics
-from facta.log.request import PreparedAppend
+from facta.log.request import PreparedAppend, PreparedTracking
 from facta.log.sqlite_schema import INSERT_EVENT
 from facta.log.wakeup import CommitSignal
 
@@ -253,6 +254,8 @@ class SqliteWriter:
         try:
             for entry, current in zip(request.streams, currents, strict=True):
                 self._check_expectation(entry.stream, entry.expect, current)
+            if request.tracking is not None:
+                self._check_tracking(conn, request.tracking)
             if request.has_given_ids:
                 self._check_given_ids(conn, request)
         except FactaError:
@@ -290,6 +293,14 @@ class SqliteWriter:
         if request.key is not None:
             outcome = None if request.outcome is None else decode_json(request.outcome)
             result = msgspec.structs.replace(result, key=request.key, outcome=outcome)
+        if request.tracking is not None:
+            t = request.tracking
+            conn.execute(
+                "INSERT INTO tracking(name, position, state, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET position=excluded.position, "
+                "state=excluded.state, updated_at=excluded.updated_at",
+                (t.name, t.position, t.state, now),
+            )
         return result
 
     def _replay(self, conn: Any, request: PreparedAppend) -> AppendResult:
@@ -302,6 +313,14 @@ class SqliteWriter:
         original = result_decoder.decode(row[1])
         outcome = None if row[2] is None else decode_json(row[2])
         return msgspec.structs.replace(original, key=request.key, outcome=outcome, replayed=True)
+
+    def _check_tracking(self, conn: Any, tracking: PreparedTracking) -> None:
+        row = conn.execute(
+            "SELECT position FROM tracking WHERE name = ?", (tracking.name,)
+        ).fetchone()
+        current = 0 if row is None else int(row[0])
+        if current != tracking.expect:
+            raise TrackingConflict(tracking.name, tracking.expect, current)
 
     def _check_given_ids(self, conn: Any, request: PreparedAppend) -> None:
         seen: set[str] = set()

@@ -33,6 +33,7 @@ from facta.log import (
     RecordedEvent,
     SqliteLog,
     StreamAppend,
+    Tracking,
     WrongExpectedVersion,
 )
 from facta.log.request import PreparedAppend
@@ -158,9 +159,13 @@ class EarlyCheckSqliteLog(SqliteLog):
     writer_class = _UncheckedWriter
 
     def _prepare(
-        self, entries: Sequence[StreamAppend], key: str | None, outcome: Any
+        self,
+        entries: Sequence[StreamAppend],
+        key: str | None,
+        outcome: Any,
+        tracking: Tracking | None = None,
     ) -> PreparedAppend:
-        prepared = super()._prepare(entries, key, outcome)
+        prepared = super()._prepare(entries, key, outcome, tracking)
         for entry in prepared.streams:
             current = self.stream_version_sync(entry.stream)
             expect = entry.expect

@@ -1,0 +1,164 @@
+"""Active entities: cached state per stream, a bounded mailbox each, passivation.
+
+An entry always holds the state *at* its version, and only ever moves forward one event
+version at a time (:meth:`ActiveEntity.advance`), so concurrent catch-ups, commands and
+transactions can never apply an event twice or skip one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from facta.entities.decider import KindSpec
+from facta.log.errors import Overloaded
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Settings of an entity runtime (times in seconds). The defaults are the documented ones.
+
+    mailbox_size: commands that may wait for one entity before ``send`` waits for room.
+    mailbox_timeout: how long ``send`` waits for room and for its turn, then ``Overloaded``.
+    idle_after: an entity unused this long is passivated (dropped from memory).
+    max_active: at most this many entities are kept in memory (least recently used go first).
+    conflict_retries: how often a command reloads and decides again after a conflict.
+    snapshot_every: a snapshot is written when this many events were added since the last one.
+    """
+
+    mailbox_size: int = 64
+    mailbox_timeout: float = 10.0
+    idle_after: float = 300.0
+    max_active: int = 10_000
+    conflict_retries: int = 20
+    snapshot_every: int = 100
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class ActiveEntity:
+    spec: KindSpec
+    stream: str
+    state: Any
+    version: int
+    last_used: float
+    snapshot_version: int = 0
+    activated: bool = False
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    committing: set[asyncio.Future[None]] = dataclasses.field(default_factory=set)
+
+    async def settled(self, timeout: float) -> None:
+        """Wait (bounded) until no append that writes this entity is in flight in this process.
+
+        Reading after in-flight commits settle avoids deciding on a version that is about to
+        be superseded; it holds nothing, so it cannot deadlock.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.committing:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(list(self.committing), timeout=remaining)
+
+    def advance(self, events: Iterable[tuple[int, Any]]) -> None:
+        """Apply ``(version, event)`` pairs that directly follow the current version."""
+        for version, event in events:
+            if version == self.version + 1:
+                self.state = self.spec.evolve(self.state, event)
+                self.version = version
+
+    def busy(self) -> bool:
+        return self.lock.locked() or self.waiting > 0
+
+    async def enter(self, timeout: float, limit: int, monotonic: Callable[[], float]) -> None:
+        """Join the mailbox (waiting for room) and wait for this entity's turn.
+
+        Raises ``Overloaded`` if room or the turn does not come within ``timeout`` seconds.
+        """
+        deadline = monotonic() + timeout
+        while self.waiting >= limit:
+            self.room.clear()
+            remaining = deadline - monotonic()
+            try:
+                await asyncio.wait_for(self.room.wait(), max(0.0, remaining))
+            except TimeoutError:
+                raise Overloaded(
+                    f"entity {self.stream!r}: mailbox stayed full ({limit} commands waiting) "
+                    f"for {timeout}s"
+                ) from None
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self.lock.acquire(), max(0.0, deadline - monotonic()))
+        except TimeoutError:
+            raise Overloaded(
+                f"entity {self.stream!r}: no turn within {timeout}s "
+                f"({self.waiting} commands waiting)"
+            ) from None
+        finally:
+            self.waiting -= 1
+            self.room.set()
+
+
+class EntityCache:
+    """Entries by stream, least recently used first; passivates idle and surplus entries."""
+
+    def __init__(self, config: RuntimeConfig, monotonic: Callable[[], float]) -> None:
+        self.config = config
+        self.monotonic = monotonic
+        self.entries: OrderedDict[str, ActiveEntity] = OrderedDict()
+        self.passivated = 0
+        self._last_sweep = monotonic()
+
+    def get(self, spec: KindSpec, stream: str) -> ActiveEntity:
+        now = self.monotonic()
+        entry = self.entries.get(stream)
+        if entry is None:
+            entry = ActiveEntity(spec, stream, spec.make_initial(), 0, now)
+            self.entries[stream] = entry
+            self._trim(now)
+        else:
+            self.entries.move_to_end(stream)
+            entry.last_used = now
+        if now - self._last_sweep > self.config.idle_after / 4:
+            self.passivate_idle(now)
+        return entry
+
+    def peek(self, stream: str) -> ActiveEntity | None:
+        return self.entries.get(stream)
+
+    def passivate_idle(self, now: float | None = None) -> int:
+        """Drop entries idle for ``idle_after`` seconds; returns how many were dropped."""
+        now = self.monotonic() if now is None else now
+        self._last_sweep = now
+        dropped = 0
+        for stream, entry in list(self.entries.items()):
+            if now - entry.last_used < self.config.idle_after:
+                break  # ordered by last use: the rest are younger
+            if not entry.busy():
+                del self.entries[stream]
+                dropped += 1
+        self.passivated += dropped
+        return dropped
+
+    def _trim(self, now: float) -> None:
+        surplus = len(self.entries) - self.config.max_active
+        if surplus <= 0:
+            return
+        newest = next(reversed(self.entries))
+        for stream, entry in list(self.entries.items()):
+            if surplus <= 0:
+                break
+            if stream != newest and not entry.busy():
+                del self.entries[stream]
+                self.passivated += 1
+                surplus -= 1
+
+    def forget(self, stream: str) -> None:
+        self.entries.pop(stream, None)
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -1,0 +1,444 @@
+"""The entity runtime: virtual actors over the log, one command at a time per entity.
+
+``runtime.entity(Account, "a").send(Withdraw(10), command_id="c-1")`` activates the entity
+(snapshot plus the rest of its stream), waits for its turn in a bounded mailbox, looks up the
+command id among the log's outcomes (a recorded outcome is returned and nothing runs), decides,
+and appends the events together with the outcome in one atomic append that expects the version
+the decision was made on. Another process appending first makes that append fail; the entity
+then catches up and decides again, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from facta.entities.cache import ActiveEntity, EntityCache, RuntimeConfig
+from facta.entities.decider import KindSpec, spec_of
+from facta.entities.errors import (
+    AlreadyApplied,
+    ConcurrencyConflict,
+    DomainError,
+    ReentrantSend,
+    TransactionConflict,
+)
+from facta.entities.outcome import (
+    ACCEPTED,
+    Accepted,
+    Committed,
+    accepted_from,
+    committed_from,
+    is_refusal,
+    refusal,
+    replay_refusal,
+)
+from facta.entities.snapshots import SnapshotStore
+from facta.entities.transaction import Transaction
+from facta.log.errors import IdempotencyKeyReused, WrongExpectedVersion
+from facta.log.event import AppendResult, OutcomeRecord, StreamAppend
+from facta.log.ids import uuid7
+from facta.log.sqlite import SqliteLog
+
+T = TypeVar("T")
+
+_holding: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "facta_entities_holding", default=frozenset()
+)
+
+
+@dataclasses.dataclass(slots=True)
+class RuntimeStats:
+    """Counters of one runtime, for tests, benchmarks and the CLI."""
+
+    commands: int = 0
+    replays: int = 0
+    refusals: int = 0
+    conflict_retries: int = 0
+    transactions: int = 0
+    transaction_conflicts: int = 0
+    transaction_aborts: int = 0
+
+
+class Runtime:
+    """Entities and transactions over one log. Use it from one asyncio event loop.
+
+    ``config`` sets mailbox size and timeout, passivation, retries and snapshot interval (see
+    :class:`RuntimeConfig` for the documented defaults). ``monotonic`` is the clock for idling
+    (a :class:`facta.testing.FakeClock` in tests).
+    """
+
+    transaction_class: type[Transaction] = Transaction
+
+    def __init__(
+        self,
+        log: SqliteLog,
+        config: RuntimeConfig | None = None,
+        *,
+        monotonic: Callable[[], float] | None = None,
+        snapshots: bool = True,
+    ) -> None:
+        self.log = log
+        self.config = config or RuntimeConfig()
+        self.monotonic = monotonic or time.monotonic
+        self.cache = EntityCache(self.config, self.monotonic)
+        self.snapshots = SnapshotStore(log.path) if snapshots and log.path != ":memory:" else None
+        self.stats = RuntimeStats()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._active = 0  # commands and transactions in progress
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def entity(self, kind: Any, entity_id: str) -> EntityRef:
+        """A handle on one entity of ``kind``; cheap, activate-on-use."""
+        return EntityRef(self, spec_of(kind), entity_id)
+
+    async def transact(
+        self,
+        fn: Callable[[Transaction], Awaitable[T]],
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+        retries: int = 10,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Committed:
+        """Run ``fn(tx)`` and commit every participant's events in one append, or none.
+
+        On a conflict ``fn`` runs again from scratch, at most ``retries`` times, with jittered
+        backoff; then :class:`TransactionConflict`. A domain error, a timeout (``timeout``
+        seconds for ``fn``) or a cancellation aborts with nothing written.
+        """
+        self._active += 1
+        try:
+            return await self._transact(
+                fn, command_id, timeout, retries, correlation_id, causation_id
+            )
+        finally:
+            self._active -= 1
+
+    async def _transact(
+        self,
+        fn: Callable[[Transaction], Awaitable[T]],
+        command_id: str | None,
+        timeout: float | None,
+        retries: int,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> Committed:
+        if command_id is not None:
+            recorded = await self._recorded(command_id)
+            if recorded is not None:
+                return committed_from(recorded.result, command_id, replayed=True)
+        last: WrongExpectedVersion | None = None
+        for attempt in range(1, retries + 1):
+            tx = self.transaction_class(self, command_id, correlation_id, causation_id)
+            try:
+                async with asyncio.timeout(timeout):
+                    value = await fn(tx)
+            except BaseException:
+                self.stats.transaction_aborts += 1
+                raise
+            try:
+                result = await tx.commit(self._log_key(command_id), ACCEPTED)
+            except WrongExpectedVersion as conflict:
+                last = conflict
+                self.stats.transaction_conflicts += 1
+                await tx.refresh()
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                continue
+            except IdempotencyKeyReused:
+                return await self._replayed_commit(command_id)
+            self.stats.transactions += 1
+            return committed_from(result, command_id, replayed=result.replayed, value=value)
+        assert last is not None
+        raise TransactionConflict(retries, last.stream, str(last))
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self,
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AsyncIterator[Transaction]:
+        """``async with runtime.transaction() as tx:`` runs its body once, then commits.
+
+        Raises :class:`TransactionConflict` if a read was invalidated, and
+        :class:`AlreadyApplied` (before the body runs) if ``command_id`` is already recorded.
+        ``tx.result`` holds the :class:`Committed` afterwards.
+        """
+        if command_id is not None:
+            recorded = await self._recorded(command_id)
+            if recorded is not None:
+                raise AlreadyApplied(
+                    command_id, committed_from(recorded.result, command_id, replayed=True)
+                )
+        tx = self.transaction_class(self, command_id, correlation_id, causation_id)
+        try:
+            async with asyncio.timeout(timeout):
+                yield tx
+        except BaseException:
+            self.stats.transaction_aborts += 1
+            raise
+        try:
+            result = await tx.commit(self._log_key(command_id), ACCEPTED)
+        except WrongExpectedVersion as conflict:
+            self.stats.transaction_conflicts += 1
+            await tx.refresh()
+            raise TransactionConflict(1, conflict.stream, str(conflict)) from conflict
+        except IdempotencyKeyReused:
+            tx.result = await self._replayed_commit(command_id)
+            return
+        self.stats.transactions += 1
+        tx.result = committed_from(result, command_id, replayed=result.replayed)
+
+    async def flush(self) -> None:
+        """Wait for background snapshot writes."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def passivate_idle(self) -> int:
+        return self.cache.passivate_idle()
+
+    async def aclose(self) -> None:
+        await self.flush()
+        if self.snapshots is not None:
+            self.snapshots.close()
+
+    # -- activation -----------------------------------------------------------------------------
+
+    async def activate(self, spec: KindSpec, stream: str) -> ActiveEntity:
+        entry = self.cache.get(spec, stream)
+        if not entry.activated:
+            await self.catch_up(entry)
+        return entry
+
+    async def catch_up(self, entry: ActiveEntity) -> None:
+        """Bring a cached entry up to the log: snapshot first (on activation), then events."""
+        if not entry.activated and entry.version == 0 and self.snapshots is not None:
+            snapshot = await asyncio.to_thread(self.snapshots.load, entry.spec, entry.stream)
+            if snapshot is not None and entry.version == 0:
+                entry.state = snapshot.state
+                entry.version = entry.snapshot_version = snapshot.version
+        while True:
+            start = entry.version
+            events = await self.log.read_stream(entry.stream, from_version=start + 1)
+            if entry.version != start and events and events[0].version != entry.version + 1:
+                continue  # moved while reading: read again from where it is now
+            entry.advance((e.version, entry.spec.from_recorded(e)) for e in events)
+            entry.activated = True
+            return
+
+    def maybe_snapshot(self, entry: ActiveEntity) -> None:
+        store = self.snapshots
+        if store is None or entry.version - entry.snapshot_version < self.config.snapshot_every:
+            return
+        entry.snapshot_version = entry.version
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(store.save, entry.spec, entry.stream, entry.version, entry.state)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- idempotency hooks (tests break them on purpose) ----------------------------------------
+
+    async def _recorded(self, command_id: str) -> OutcomeRecord | None:
+        if self._active <= 1:  # nothing else to stall: a point read inline is cheapest
+            return self.log.lookup_sync(command_id)
+        # Otherwise in a worker thread: on the event loop's thread the read would wait for the
+        # GIL each time SQLite hands it back, stalling every other command meanwhile.
+        return await self.log.lookup(command_id)
+
+    def _log_key(self, command_id: str | None) -> str | None:
+        return command_id
+
+    async def _replayed_commit(self, command_id: str | None) -> Committed:
+        assert command_id is not None
+        recorded = await self.log.lookup(command_id)
+        assert recorded is not None, f"command id {command_id!r} reused but not recorded"
+        return committed_from(recorded.result, command_id, replayed=True)
+
+    # -- one command ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        spec: KindSpec,
+        entity_id: str,
+        command: Any,
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Accepted:
+        self._active += 1
+        try:
+            return await self._send(
+                spec, entity_id, command, command_id, timeout, causation_id, correlation_id
+            )
+        finally:
+            self._active -= 1
+
+    async def _send(
+        self,
+        spec: KindSpec,
+        entity_id: str,
+        command: Any,
+        command_id: str | None,
+        timeout: float | None,
+        causation_id: str | None,
+        correlation_id: str | None,
+    ) -> Accepted:
+        stream = spec.stream(entity_id)
+        if command_id is not None:
+            recorded = await self._recorded(command_id)
+            if recorded is not None:
+                return self._replay(recorded, command_id, stream)
+        held = _holding.get()
+        if stream in held:
+            raise ReentrantSend(stream)
+        entry = self.cache.get(spec, stream)
+        limit = timeout if timeout is not None else self.config.mailbox_timeout
+        await entry.enter(limit, self.config.mailbox_size, self.monotonic)
+        token = _holding.set(held | {stream})
+        try:
+            if not entry.activated:
+                await self.catch_up(entry)
+            self.stats.commands += 1
+            return await self._decide_and_append(
+                entry, command, command_id, causation_id, correlation_id
+            )
+        finally:
+            _holding.reset(token)
+            entry.lock.release()
+
+    async def _decide_and_append(
+        self,
+        entry: ActiveEntity,
+        command: Any,
+        command_id: str | None,
+        causation_id: str | None,
+        correlation_id: str | None,
+    ) -> Accepted:
+        spec, stream = entry.spec, entry.stream
+        key = self._log_key(command_id)
+        metadata = causality(command_id, causation_id, correlation_id)
+        version = entry.version
+        for _attempt in range(self.config.conflict_retries):
+            version, state = entry.version, entry.state
+            refused: DomainError | None = None
+            decided: list[Any] = []
+            try:
+                decided = spec.run_decide(command, state)
+            except DomainError as error:
+                self.stats.refusals += 1
+                if key is None:
+                    raise
+                refused = error
+                outcome: Any = refusal(error)
+                entries = [StreamAppend(stream, (), version)]
+            else:
+                if not decided and key is None:
+                    return Accepted(command_id, stream, version, None, None)
+                events = tuple(spec.to_new_event(e, metadata) for e in decided)
+                outcome = ACCEPTED if key is not None else None
+                entries = [StreamAppend(stream, events, version)]
+            mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry.committing.add(mark)  # transactions read after it settles
+            try:
+                result = await self.log.append_many(entries, key=key, outcome=outcome)
+            except WrongExpectedVersion:
+                self.stats.conflict_retries += 1
+                await self.catch_up(entry)
+                continue
+            except IdempotencyKeyReused:
+                assert command_id is not None
+                recorded = await self.log.lookup(command_id)
+                assert recorded is not None
+                return self._replay(recorded, command_id, stream)
+            finally:
+                entry.committing.discard(mark)
+                mark.set_result(None)
+            if result.replayed:
+                return self._replay(result, command_id, stream)
+            if refused is not None:
+                raise refused
+            if entry.version == version:
+                entry.advance(
+                    zip(range(version + 1, version + 1 + len(decided)), decided, strict=True)
+                )
+            else:
+                await self.catch_up(entry)
+            self.maybe_snapshot(entry)
+            return accepted_from(result, command_id, stream)
+        raise ConcurrencyConflict(
+            stream, self.config.conflict_retries, version, await self.log.stream_version(stream)
+        )
+
+    def _replay(
+        self, record: OutcomeRecord | AppendResult, command_id: str | None, stream: str
+    ) -> Accepted:
+        self.stats.replays += 1
+        if is_refusal(record.outcome):
+            raise replay_refusal(record.outcome)
+        return accepted_from(record, command_id, stream)
+
+
+class EntityRef:
+    """One entity: ``await ref.send(command, command_id=...)``, ``await ref.state()``."""
+
+    def __init__(self, runtime: Runtime, spec: KindSpec, entity_id: str) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.id = entity_id
+        self.stream = spec.stream(entity_id)
+
+    async def send(
+        self,
+        command: Any,
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Accepted:
+        """Decide ``command`` and append its events; raises the decider's ``DomainError``."""
+        return await self.runtime.send(
+            self.spec,
+            self.id,
+            command,
+            command_id=command_id,
+            timeout=timeout,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
+
+    async def state(self) -> Any:
+        """The entity's state as of the log now (caught up, not just cached)."""
+        entry = await self.runtime.activate(self.spec, self.stream)
+        await self.runtime.catch_up(entry)
+        return entry.state
+
+    async def version(self) -> int:
+        entry = await self.runtime.activate(self.spec, self.stream)
+        await self.runtime.catch_up(entry)
+        return entry.version
+
+
+def causality(
+    command_id: str | None, causation_id: str | None, correlation_id: str | None
+) -> dict[str, Any]:
+    """Metadata every event of a command carries: what caused it and the root of its chain."""
+    command = command_id or str(uuid7())
+    return {
+        "command_id": command,
+        "causation_id": causation_id or command,
+        "correlation_id": correlation_id or causation_id or command,
+    }
