@@ -35,7 +35,7 @@ class LogConfig:
     max_batch_events: int = 20_000
     page_size: int = 500
     checkpoint_every: int = 10_000
-    poll_interval: float = 0.005
+    poll_interval: float = 0.010
     wal_checkpoint_bytes: int = 16 * MiB
     wal_max_bytes: int = 64 * MiB
 
