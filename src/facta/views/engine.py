@@ -298,8 +298,7 @@ class ViewEngine:
                 array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
             )
         if kind == "string":
-            present = array.is_valid().to_numpy(zero_copy_only=False)
-            return Column.strings(array.to_numpy(zero_copy_only=False), present)
+            return Column.text_array(array)
         if kind == "time":
             return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
         return Column.objects(array.to_pylist())
