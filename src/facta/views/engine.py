@@ -12,11 +12,13 @@ position at which it last changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -178,10 +180,11 @@ class ViewEngine:
 
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
-        page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
-        if page.events.num_rows:
-            self._fold(page.events)
-            self.batches += 1
+        with _collector_paused():
+            page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
+            if page.events.num_rows:
+                self._fold(page.events)
+                self.batches += 1
         moved = page.scanned > self.checkpoint
         self.checkpoint = page.scanned
         self._pending_events += page.events.num_rows
@@ -216,6 +219,10 @@ class ViewEngine:
                 stop.wait(poll_seconds)
 
     def commit(self) -> None:
+        with _collector_paused():
+            self._commit()
+
+    def _commit(self) -> None:
         measures = self.view.measures
         cells = []
         for key in self._dirty:
@@ -302,6 +309,25 @@ class ViewEngine:
         if kind == "time":
             return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
         return Column.objects(array.to_pylist())
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one batch or commit.
+
+    A batch allocates hundreds of thousands of short-lived, acyclic objects (rows, pairs, small
+    states) while the engine holds tens of thousands of long-lived cell states. Every few
+    hundred allocations the collector would walk young objects, and now and then all of them:
+    about a sixth of the rebuild's CPU time. Reference counting still frees everything; the
+    collector is switched back on (if it was on) when the batch ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def rebuild(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -37,6 +38,8 @@ from facta.views.moments import (
 from facta.views.sketches import DistinctState, QuantileState, TopKState
 
 DEFAULT_QUANTILES = (0.25, 0.5, 0.75)
+# Per state class: one getter of all its slots, in order (what ``Measure.dump`` writes).
+_FIELDS: dict[type, operator.attrgetter[Any]] = {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,7 +87,11 @@ class Measure:
         return {self.name: pa.float64(), f"{self.name}_n": pa.int64()}
 
     def dump(self, state: Any) -> Any:
-        return tuple(getattr(state, name) for name in state.__slots__)
+        fields = _FIELDS.get(type(state))
+        if fields is None:
+            fields = _FIELDS[type(state)] = operator.attrgetter(*state.__slots__)
+        values = fields(state)
+        return values if isinstance(values, tuple) else (values,)
 
     def load(self, raw: Any) -> Any:
         return type(self.new())(*raw)
