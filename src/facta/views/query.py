@@ -121,6 +121,17 @@ class ViewSnapshot:
     def dimensions(self) -> tuple[str, ...]:
         return self.view.definition.dimensions
 
+    def cells(
+        self,
+        where: Where | None = None,
+        start: datetime | int | None = None,
+        end: datetime | int | None = None,
+    ) -> list[tuple[list[Any], int, int, list[Any]]]:
+        """(dimension values, bucket, changed_at, states) of every bucket cell matching
+        ``where`` and the time range, as cached: callers must not modify the states."""
+        with self.pinned():
+            return list(self._cells(where, epoch_seconds(start), epoch_seconds(end)))
+
     def _cells(
         self, where: Where | None, start: int | None, end: int | None, rollup: bool = False
     ) -> Iterator[tuple[list[Any], int, int, list[Any]]]:
