@@ -168,17 +168,18 @@ def top(
             # Each (group, bucket) is one stored cell, and a count merged into an empty state
             # is the count itself: rank the cells as stored, in the order a merge would list
             # them, and merge (into fresh states, as below) only the k winners.
-            cells = {
-                (*dims, bucket): (changed_at, states)
-                for dims, bucket, changed_at, states in snapshot.cells(where, start, end)
-            }
+            cells = snapshot.cells(where, start, end)
             finalize = measure.finalize
-            scored = [(finalize(cell[1][owner])[by], key) for key, cell in cells.items()]
-            chosen = _ranked(scored, k, ascending)
+            ranks = _ranked(
+                [(finalize(c[3][owner])[by], i) for i, c in enumerate(cells)], k, ascending
+            )
             measures = snapshot.view.measures
             winners: dict[tuple[Any, ...], Merged] = {}
-            for key in chosen:
-                changed_at, states = cells[key]
+            chosen = []
+            for index in ranks:
+                dims, bucket, changed_at, states = cells[index]
+                key = (*dims, bucket)
+                chosen.append(key)
                 fresh = [m.new() for m in measures]
                 for m, into, other in zip(measures, fresh, states, strict=True):
                     m.merge(into, other)
@@ -200,7 +201,7 @@ def top(
         return snapshot.table(full, names, rows=chosen, bucket=per_bucket)
 
 
-def _ranked(scored: list[tuple[Any, tuple[Any, ...]]], k: int, ascending: bool) -> list[Any]:
+def _ranked(scored: list[tuple[Any, Any]], k: int, ascending: bool) -> list[Any]:
     """The keys of the ``k`` best scores (ties in input order), then keys without a score."""
     present = [(v, key) for v, key in scored if v is not None]
     present.sort(key=lambda item: item[0], reverse=not ascending)
