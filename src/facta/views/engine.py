@@ -12,13 +12,11 @@ position at which it last changed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -27,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from facta.views.batch import Column
+from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key, group_rows
 from facta.views.measures import Batch
@@ -180,7 +179,7 @@ class ViewEngine:
 
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
-        with _collector_paused():
+        with collector_paused():
             page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
             if page.events.num_rows:
                 self._fold(page.events)
@@ -219,7 +218,7 @@ class ViewEngine:
                 stop.wait(poll_seconds)
 
     def commit(self) -> None:
-        with _collector_paused():
+        with collector_paused():
             self._commit()
 
     def _commit(self) -> None:
@@ -309,25 +308,6 @@ class ViewEngine:
         if kind == "time":
             return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
         return Column.objects(array.to_pylist())
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one batch or commit.
-
-    A batch allocates hundreds of thousands of short-lived, acyclic objects (rows, pairs, small
-    states) while the engine holds tens of thousands of long-lived cell states. Every few
-    hundred allocations the collector would walk young objects, and now and then all of them:
-    about a sixth of the rebuild's CPU time. Reference counting still frees everything; the
-    collector is switched back on (if it was on) when the batch ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def rebuild(

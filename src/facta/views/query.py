@@ -23,6 +23,7 @@ import msgspec
 import pyarrow as pa
 
 from facta.views import calendar
+from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP, dims_text
@@ -225,11 +226,12 @@ class ViewSnapshot:
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
-        """Read one commit for every query made inside the block."""
+        """Read one commit for every query made inside the block (with the cyclic garbage
+        collector paused: see :mod:`facta.views.collector`)."""
         if self._pinned:
             yield
             return
-        with self.store.reading():
+        with collector_paused(), self.store.reading():
             self._refresh()
             self._pinned = True
             try:
