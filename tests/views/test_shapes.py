@@ -192,3 +192,23 @@ def test_all_time_rollups_equal_the_merge_of_their_buckets(flights_log: Path) ->
         cells
         == shapes.groups(snapshot, per_bucket=True).num_rows + shapes.groups(snapshot).num_rows
     )
+
+
+def test_top_per_bucket_by_count_equals_the_merged_ranking(flights_log: Path) -> None:
+    """top by a count per (group, bucket) ranks stored cells without merging every one of them;
+    its rows must be exactly the first k of every merged cell sorted by that count (ties kept
+    in cell order), with a where filter and a time range too."""
+    snapshot = built(flights_log)
+    cases: list[dict[str, Any]] = [
+        {},
+        {"where": {"origin": "JFK"}},
+        {"start": datetime(2013, 1, 5, tzinfo=UTC), "end": datetime(2013, 1, 20, tzinfo=UTC)},
+    ]
+    for case in cases:
+        fast = shapes.top(snapshot, "flights", 10, per_bucket=True, **case).to_pylist()
+        every = shapes.groups(snapshot, per_bucket=True, **case).to_pylist()
+        expected = sorted(every, key=lambda row: row["flights"], reverse=True)[:10]
+        assert len(every) > 10, case  # the ranking had more cells to choose from than k
+        assert fast == expected, case
+        ascending = shapes.top(snapshot, "flights", 5, per_bucket=True, ascending=True, **case)
+        assert ascending.to_pylist() == sorted(every, key=lambda row: row["flights"])[:5], case

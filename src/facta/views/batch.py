@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -53,6 +55,8 @@ class Column:
     values: npt.NDArray[Any]
     present: Bools
     texts: bool = False  # values are already ``str`` (no per-value conversion for sketches)
+    codes: Ints | None = None  # for text columns: each row's rank in ``labels`` (-1 if absent)
+    labels: Objects | None = None  # the distinct present texts of the batch, sorted
 
     @staticmethod
     def floats(values: npt.ArrayLike) -> Column:
@@ -80,6 +84,24 @@ class Column:
     def strings(values: Objects, present: Bools) -> Column:
         """A column of ``str`` values (``None`` where ``present`` is false)."""
         return Column(values, present, texts=True)
+
+    @staticmethod
+    def text_array(array: pa.Array) -> Column:
+        """A ``str`` column from Arrow, dictionary-encoded once for every sketch of the batch.
+
+        ``labels`` are sorted as ``np.unique`` would sort them, so sketches see (group, value)
+        pairs in the same order whichever path produced them.
+        """
+        present = array.is_valid().to_numpy(zero_copy_only=False)
+        encoded = pc.dictionary_encode(array)
+        dictionary = encoded.dictionary.to_numpy(zero_copy_only=False)
+        order = np.argsort(dictionary, kind="stable")
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(order.size, dtype=np.int64)
+        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = np.where(present, rank[indices] if order.size else -1, -1).astype(np.int64)
+        values = array.to_numpy(zero_copy_only=False)
+        return Column(values, present, True, codes, dictionary[order])
 
     @property
     def is_int(self) -> bool:
@@ -121,6 +143,12 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     rows = np.flatnonzero(column.present)
     if rows.size == 0:
         return np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
+    if column.codes is not None and column.labels is not None:
+        width = np.int64(len(column.labels))
+        pair = groups.inverse[rows] * width + column.codes[rows]
+        unique_pairs, counts = np.unique(pair, return_counts=True)
+        values: list[str] = column.labels[unique_pairs % width].tolist()
+        return (unique_pairs // width).astype(np.int64), values, counts.astype(np.int64)
     if column.texts:
         texts = column.values[rows].astype(str)
     else:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from facta.views.batch import Column
+from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key, group_rows
 from facta.views.measures import Batch
@@ -178,10 +179,11 @@ class ViewEngine:
 
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
-        page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
-        if page.events.num_rows:
-            self._fold(page.events)
-            self.batches += 1
+        with collector_paused():
+            page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
+            if page.events.num_rows:
+                self._fold(page.events)
+                self.batches += 1
         moved = page.scanned > self.checkpoint
         self.checkpoint = page.scanned
         self._pending_events += page.events.num_rows
@@ -216,6 +218,10 @@ class ViewEngine:
                 stop.wait(poll_seconds)
 
     def commit(self) -> None:
+        with collector_paused():
+            self._commit()
+
+    def _commit(self) -> None:
         measures = self.view.measures
         cells = []
         for key in self._dirty:
@@ -298,8 +304,7 @@ class ViewEngine:
                 array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
             )
         if kind == "string":
-            present = array.is_valid().to_numpy(zero_copy_only=False)
-            return Column.strings(array.to_numpy(zero_copy_only=False), present)
+            return Column.text_array(array)
         if kind == "time":
             return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
         return Column.objects(array.to_pylist())

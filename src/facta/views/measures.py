@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -37,6 +38,8 @@ from facta.views.moments import (
 from facta.views.sketches import DistinctState, QuantileState, TopKState
 
 DEFAULT_QUANTILES = (0.25, 0.5, 0.75)
+# Per state class: one getter of all its slots, in order (what ``Measure.dump`` writes).
+_FIELDS: dict[type, operator.attrgetter[Any]] = {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,7 +87,11 @@ class Measure:
         return {self.name: pa.float64(), f"{self.name}_n": pa.int64()}
 
     def dump(self, state: Any) -> Any:
-        return tuple(getattr(state, name) for name in state.__slots__)
+        fields = _FIELDS.get(type(state))
+        if fields is None:
+            fields = _FIELDS[type(state)] = operator.attrgetter(*state.__slots__)
+        values = fields(state)
+        return values if isinstance(values, tuple) else (values,)
 
     def load(self, raw: Any) -> Any:
         return type(self.new())(*raw)
@@ -357,8 +364,12 @@ class TopK(Measure):
 
     def update(self, states: Sequence[TopKState], batch: Batch) -> None:
         groups, items, weights = distinct_pairs(batch.groups, self.column(batch))
-        for g, item, weight in zip(groups.tolist(), items, weights.tolist(), strict=True):
-            states[g].update(item, weight)
+        counts = weights.tolist()
+        # Pairs come sorted by group: one sketch lookup per group, then its items in order.
+        for g, start, end in _runs(groups):
+            update = states[g].sketch_for_update().update
+            for index in range(start, end):
+                update(items[index], counts[index])
 
     def finalize(self, state: TopKState) -> dict[str, Any]:
         items = [dataclasses.asdict(i) for i in state.top(self.k)]
@@ -386,8 +397,10 @@ class Distinct(Measure):
 
     def update(self, states: Sequence[DistinctState], batch: Batch) -> None:
         groups, items, _ = distinct_pairs(batch.groups, self.column(batch))
-        for g, item in zip(groups.tolist(), items, strict=True):
-            states[g].update(item)
+        for g, start, end in _runs(groups):
+            update = states[g].sketch_for_update().update
+            for index in range(start, end):
+                update(items[index])
 
     def finalize(self, state: DistinctState) -> dict[str, Any]:
         lower, upper = state.bounds(3)
@@ -409,6 +422,16 @@ class Distinct(Measure):
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))
+
+
+def _runs(groups: Ints) -> list[tuple[int, int, int]]:
+    """The runs of equal values of a sorted array: (value, start, end) each."""
+    if groups.size == 0:
+        return []
+    starts = np.flatnonzero(np.diff(groups)) + 1
+    bounds = np.concatenate(([0], starts, [groups.size])).tolist()
+    values = groups[bounds[:-1]].tolist()
+    return list(zip(values, bounds[:-1], bounds[1:], strict=True))
 
 
 MEASURE_KINDS: dict[str, type[Measure]] = {

@@ -23,6 +23,7 @@ import msgspec
 import pyarrow as pa
 
 from facta.views import calendar
+from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP, dims_text
@@ -121,6 +122,17 @@ class ViewSnapshot:
     def dimensions(self) -> tuple[str, ...]:
         return self.view.definition.dimensions
 
+    def cells(
+        self,
+        where: Where | None = None,
+        start: datetime | int | None = None,
+        end: datetime | int | None = None,
+    ) -> list[tuple[list[Any], int, int, list[Any]]]:
+        """(dimension values, bucket, changed_at, states) of every bucket cell matching
+        ``where`` and the time range, as cached: callers must not modify the states."""
+        with self.pinned():
+            return list(self._cells(where, epoch_seconds(start), epoch_seconds(end)))
+
     def _cells(
         self, where: Where | None, start: int | None, end: int | None, rollup: bool = False
     ) -> Iterator[tuple[list[Any], int, int, list[Any]]]:
@@ -214,11 +226,12 @@ class ViewSnapshot:
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
-        """Read one commit for every query made inside the block."""
+        """Read one commit for every query made inside the block (with the cyclic garbage
+        collector paused: see :mod:`facta.views.collector`)."""
         if self._pinned:
             yield
             return
-        with self.store.reading():
+        with collector_paused(), self.store.reading():
             self._refresh()
             self._pinned = True
             try:

@@ -94,7 +94,8 @@ def _rebucket(
             out[coarse] = Merged(list(cell.states), cell.changed_at)
             continue
         for measure, a, b in zip(measures, into.states, cell.states, strict=True):
-            measure.merge(a, b)
+            if a is not None and b is not None:  # None: a measure left out of the merge
+                measure.merge(a, b)
         into.changed_at = max(into.changed_at, cell.changed_at)
     return out, width
 
@@ -158,15 +159,37 @@ def top(
         if owner is None:
             raise ValueError(f"view {snapshot.view.name!r} has no output column {by!r}")
         measure = snapshot.view.measures[owner]
+        if (
+            per_bucket
+            and measure.kind == "count"
+            and tuple(names) == snapshot.dimensions
+            and snapshot.ends_by is None
+        ):
+            # Each (group, bucket) is one stored cell, and a count merged into an empty state
+            # is the count itself: rank the cells as stored, in the order a merge would list
+            # them, and merge (into fresh states, as below) only the k winners.
+            cells = snapshot.cells(where, start, end)
+            finalize = measure.finalize
+            ranks = _ranked(
+                [(finalize(c[3][owner])[by], i) for i, c in enumerate(cells)], k, ascending
+            )
+            measures = snapshot.view.measures
+            winners: dict[tuple[Any, ...], Merged] = {}
+            chosen = []
+            for index in ranks:
+                dims, bucket, changed_at, states = cells[index]
+                key = (*dims, bucket)
+                chosen.append(key)
+                fresh = [m.new() for m in measures]
+                for m, into, other in zip(measures, fresh, states, strict=True):
+                    m.merge(into, other)
+                winners[key] = Merged(fresh, changed_at)
+            return snapshot.table(winners, names, rows=chosen, bucket=True)
         ranking = snapshot.merge(
             where=where, start=start, end=end, group_by=names, only={owner}, by_bucket=per_bucket
         )
         scored = [(measure.finalize(m.states[owner])[by], key) for key, m in ranking.items()]
-        present = [(v, key) for v, key in scored if v is not None]
-        present.sort(key=lambda item: item[0], reverse=not ascending)
-        chosen = [key for _, key in present[:k]]
-        if len(chosen) < k:
-            chosen += [key for v, key in scored if v is None][: k - len(chosen)]
+        chosen = _ranked(scored, k, ascending)
         full = snapshot.merge(
             where=where,
             start=start,
@@ -176,6 +199,16 @@ def top(
             by_bucket=per_bucket,
         )
         return snapshot.table(full, names, rows=chosen, bucket=per_bucket)
+
+
+def _ranked(scored: list[tuple[Any, Any]], k: int, ascending: bool) -> list[Any]:
+    """The keys of the ``k`` best scores (ties in input order), then keys without a score."""
+    present = [(v, key) for v, key in scored if v is not None]
+    present.sort(key=lambda item: item[0], reverse=not ascending)
+    chosen = [key for _, key in present[:k]]
+    if len(chosen) < k:
+        chosen += [key for v, key in scored if v is None][: k - len(chosen)]
+    return chosen
 
 
 def heatmap(
@@ -251,7 +284,9 @@ def box(
     """Box plots of a ``quantiles`` measure per group, or per group and bucket (a sequence)."""
     index, _ = _measure(snapshot, measure, Quantiles)
     names = _names(snapshot, group_by)
-    merged = snapshot.merge(where=where, start=start, end=end, group_by=names, by_bucket=per_bucket)
+    merged = snapshot.merge(
+        where=where, start=start, end=end, group_by=names, by_bucket=per_bucket, only={index}
+    )
     if per_bucket:
         merged, _ = _rebucket(snapshot, merged, every)
     columns: dict[str, list[Any]] = {n: [] for n in names}

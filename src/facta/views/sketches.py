@@ -97,6 +97,10 @@ class TopKState:
     def update(self, item: str, weight: int) -> None:
         self._ensure().update(item, int(weight))
 
+    def sketch_for_update(self) -> Any:
+        """The sketch to feed many items directly (``update(item, weight)`` on it)."""
+        return self._ensure()
+
     def merge(self, other: TopKState) -> None:
         if other.sketch is not None and not other.sketch.is_empty():
             self._ensure().merge(other.sketch)
@@ -148,9 +152,13 @@ class DistinctState:
         return self.sketch
 
     def update(self, item: str) -> None:
+        self.sketch_for_update().update(item)
+
+    def sketch_for_update(self) -> Any:
+        """The sketch to feed many items directly (``update(item)`` on it)."""
         if self._settled() is None:
             self.sketch = ds.hll_sketch(self.lg_k, ds.tgt_hll_type.HLL_8)
-        self.sketch.update(item)
+        return self.sketch
 
     def merge(self, other: DistinctState) -> None:
         theirs = other._settled()
