@@ -21,6 +21,7 @@ from facta.log.event import (
     OutcomeRecord,
     RecordedEvent,
     StreamAppend,
+    Tracking,
 )
 
 
@@ -58,7 +59,12 @@ class Log(Protocol):
     ) -> AppendResult: ...
 
     async def append_many(
-        self, entries: Sequence[StreamAppend], *, key: str | None = None, outcome: Any = None
+        self,
+        entries: Sequence[StreamAppend],
+        *,
+        key: str | None = None,
+        outcome: Any = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult: ...
 
     async def lookup(self, key: str) -> OutcomeRecord | None: ...
