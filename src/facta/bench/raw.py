@@ -94,25 +94,16 @@ def commit_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> fl
 
 def fetch_stdlib(path: str, page: int) -> tuple[float, int]:
     """Every row of a log through stdlib ``sqlite3``, in pages, undecoded: (seconds, rows)."""
-    conn = sqlite3.connect(path)
-    try:
-        started = time.perf_counter()
-        after: Any = 0
-        count = 0
-        while True:
-            rows = conn.execute(RAW_PAGE, (after, page)).fetchall()
-            if not rows:
-                break
-            count += len(rows)
-            after = rows[-1][0]
-        return time.perf_counter() - started, count
-    finally:
-        conn.close()
+    return _fetch_pages(sqlite3.connect(path), page)
 
 
 def fetch_apsw(path: str, page: int) -> tuple[float, int]:
     """Every row of a log through apsw, in pages, undecoded: (seconds, rows)."""
-    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    return _fetch_pages(apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY), page)
+
+
+def _fetch_pages(conn: Any, page: int) -> tuple[float, int]:
+    """Page through every row on ``conn`` (either driver), then close it: (seconds, rows)."""
     try:
         started = time.perf_counter()
         after: Any = 0

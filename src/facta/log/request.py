@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -245,7 +245,3 @@ def _feed(digest: Any, *parts: str) -> None:
 
 def _spell(expect: Expectation) -> str:
     return expect.value if isinstance(expect, Expect) else str(expect)
-
-
-def single(stream: str, events: Iterable[NewEvent], expect: Expectation) -> list[StreamAppend]:
-    return [StreamAppend(stream, tuple(events), expect)]

@@ -91,7 +91,6 @@ class SqliteLog:
         self._readers: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._all_readers: list[Any] = []
         self._readers_lock = threading.Lock()
-        self._executor_sem = threading.BoundedSemaphore(8)
         self._writer_conn_lock = threading.Lock()
         self._poll_conn: Any = None
         self.signal = CommitSignal(start_poller=self._ensure_poller)

@@ -20,14 +20,10 @@ class CommitSignal:
     def __init__(self, start_poller: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
-        self._cond = threading.Condition(self._lock)
-        self._sequence = 0
         self._start_poller = start_poller
 
     def notify(self) -> None:
         with self._lock:
-            self._sequence += 1
-            self._cond.notify_all()
             waiters = list(self._waiters.values())
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):
@@ -49,29 +45,7 @@ class CommitSignal:
     @property
     def listeners(self) -> int:
         with self._lock:
-            return len(self._waiters) + self._sync_waiters
-
-    _sync_waiters = 0
-
-    def wait_sync(self, seen: int, timeout: float) -> int:
-        """Block until the sequence moves past ``seen`` or ``timeout`` passes; return it."""
-        if self._start_poller is not None:
-            with self._lock:
-                self._sync_waiters += 1
-            self._start_poller()
-        try:
-            with self._cond:
-                self._cond.wait_for(lambda: self._sequence != seen, timeout)
-                return self._sequence
-        finally:
-            if self._start_poller is not None:
-                with self._lock:
-                    self._sync_waiters -= 1
-
-    @property
-    def sequence(self) -> int:
-        with self._lock:
-            return self._sequence
+            return len(self._waiters)
 
 
 class DataVersionPoller:
