@@ -80,29 +80,16 @@ def rows_query(where: str, order: str = "position", direction: str = "") -> str:
     )
 
 
-def page_query(where: str, order: str = "position", limit_clause: str = "LIMIT ?") -> str:
-    return (
-        f"SELECT '[' || coalesce(group_concat(j, ',' ORDER BY o), '') || ']', count(*), max(o) "
-        f"FROM (SELECT {_EVENT_JSON} AS j, {order} AS o FROM events WHERE {where} "
-        f"ORDER BY {order} {limit_clause})"
-    )
-
-
-def page_query_desc(where: str) -> str:
-    return (
-        f"SELECT '[' || coalesce(group_concat(j, ',' ORDER BY o DESC), '') || ']', count(*), "
-        f"min(o) FROM (SELECT {_EVENT_JSON} AS j, version AS o FROM events WHERE {where} "
-        f"ORDER BY version DESC LIMIT ?)"
-    )
-
-
 def connect(path: str, config: LogConfig, *, writer: bool, vfs: str | None = None) -> Any:
     flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI
     conn = (
         apsw.Connection(path, flags=flags, vfs=vfs) if vfs else apsw.Connection(path, flags=flags)
     )
     conn.set_busy_timeout(int(config.lock_timeout * 1000))
-    if writer:
+    # WAL is persistent: set it once, on a new file. Switching needs an exclusive lock, which a
+    # second process opening the log while another recovers it after a crash may not get.
+    mode: Any = conn.execute("PRAGMA journal_mode").fetchone()
+    if writer and mode[0] != "wal":
         conn.execute("PRAGMA journal_mode=WAL")
     # Readers need these too: the connection that runs a checkpoint syncs with its own settings.
     if config.durability == "strict":
