@@ -48,7 +48,8 @@ class PowerLossRun:
     acknowledged_checked: int = 0  # summed over every check
     acknowledged_lost: int = 0  # allowed only under durability="normal"
     keys_replayed: int = 0
-    checkpoints: int = 0  # background WAL checkpoints run (and possibly cut) inside rounds
+    checkpoints: int = 0  # background WAL checkpoints completed inside rounds
+    cuts_in_checkpoint: int = 0  # the cut fired inside a checkpoint's copy into the database file
     events_at_end: int = 0
 
 
@@ -77,7 +78,7 @@ def run_power_loss_rounds(
     """
     rng = random.Random(seed)
     config = LogConfig(
-        durability=durability, wal_checkpoint_bytes=128 * 1024, wal_max_bytes=512 * 1024
+        durability=durability, wal_checkpoint_bytes=32 * 1024, wal_max_bytes=512 * 1024
     )
     factory(path, config, None).close()
     vfs = PowerLossVFS(f"powerloss-{uuid.uuid4().hex[:12]}", full_sync_only=full_sync_only)
@@ -89,9 +90,13 @@ def run_power_loss_rounds(
             log = _reopen(factory, path, config, vfs.name)
             try:
                 _check(log, record, run, durability, last_round)
-                wal_sync_cut = rng.random() < 0.3
+                draw = rng.random()
+                wal_sync_cut = draw < 0.3
+                checkpoint_cut = 0.3 <= draw < 0.5
                 if wal_sync_cut:
                     vfs.arm(_nth_wal_sync(rng.randint(1, 6)))
+                elif checkpoint_cut:
+                    vfs.arm(_nth_database_write(path, rng.randint(1, 8)))
                 else:
                     vfs.arm_after(rng.randint(1, 500))
                 before = set(record.acked)
@@ -102,6 +107,7 @@ def run_power_loss_rounds(
                 if vfs.cut_at is not None:
                     run.cuts_mid_io += 1
                     run.cuts_at_wal_sync += wal_sync_cut
+                    run.cuts_in_checkpoint += checkpoint_cut
                 else:
                     vfs.cut()  # the writers ran out of appends first: cut at rest
             finally:
@@ -156,6 +162,17 @@ def _nth_wal_sync(n: int) -> Callable[[IoOp], bool]:
 
     def trigger(op: IoOp) -> bool:
         return op.kind == "sync" and op.path.endswith("-wal") and next(seen) >= n
+
+    return trigger
+
+
+def _nth_database_write(path: Path, n: int) -> Callable[[IoOp], bool]:
+    """In WAL mode only a checkpoint writes the database file itself, so this cuts one."""
+    seen = itertools.count(1)
+    database = path.name
+
+    def trigger(op: IoOp) -> bool:
+        return op.kind == "write" and Path(op.path).name == database and next(seen) >= n
 
     return trigger
 

@@ -29,7 +29,7 @@ from tests.log.power_loss_rounds import LogFactory, run_power_loss_rounds
 from tests.log.powerloss_vfs import CutPolicy, IoOp, PowerLossVFS
 
 ROUNDS = 60
-MIN_CHECKPOINTS = 3  # background checkpoints that ran inside the rounds
+MIN_CUTS_IN_CHECKPOINT = 5  # rounds whose cut hit a background checkpoint copying pages
 
 
 def factory_of(log_class: type[SqliteLog]) -> LogFactory:
@@ -54,9 +54,9 @@ def test_strict_power_loss_keeps_every_acknowledged_append(tmp_path: Path) -> No
     assert run.acknowledged >= 500, run
     assert run.acknowledged_checked >= 5 * run.acknowledged, run
     assert run.keys_replayed >= 200, run
-    # The background checkpointer restarts the WAL each time, so fewer are needed than there are
-    # rounds; at least a few must run (and be exposed to cuts) for the check to mean anything.
-    assert run.checkpoints >= MIN_CHECKPOINTS, run
+    # Some rounds cut a background checkpoint while it copies WAL pages into the database file
+    # (in WAL mode nothing else writes that file); enough of them must have fired to count.
+    assert run.cuts_in_checkpoint >= MIN_CUTS_IN_CHECKPOINT, run
 
 
 def test_normal_power_loss_recovers_a_prefix_of_commit_order(tmp_path: Path) -> None:
@@ -72,9 +72,9 @@ def test_normal_power_loss_recovers_a_prefix_of_commit_order(tmp_path: Path) -> 
     # against logs that had lost their tails
     assert run.acknowledged_lost >= 10, run
     assert run.acknowledged_checked >= 5 * (run.acknowledged - run.acknowledged_lost), run
-    # The background checkpointer restarts the WAL each time, so fewer are needed than there are
-    # rounds; at least a few must run (and be exposed to cuts) for the check to mean anything.
-    assert run.checkpoints >= MIN_CHECKPOINTS, run
+    # Some rounds cut a background checkpoint while it copies WAL pages into the database file
+    # (in WAL mode nothing else writes that file); enough of them must have fired to count.
+    assert run.cuts_in_checkpoint >= MIN_CUTS_IN_CHECKPOINT, run
 
 
 # -- negative controls: each must be caught, for its own reason ------------------------------------
@@ -286,9 +286,9 @@ def test_power_loss_where_only_a_full_fsync_reaches_the_disk(
     print(f"power loss, full fsync only, {durability}: {run}")
     assert run.cuts == rounds
     assert run.acknowledged >= 300, run
-    # The background checkpointer restarts the WAL each time, so fewer are needed than there are
-    # rounds; at least a few must run (and be exposed to cuts) for the check to mean anything.
-    assert run.checkpoints >= MIN_CHECKPOINTS, run
+    # Some rounds cut a background checkpoint while it copies WAL pages into the database file
+    # (in WAL mode nothing else writes that file); enough of them must have fired to count.
+    assert run.cuts_in_checkpoint >= MIN_CUTS_IN_CHECKPOINT, run
     assert run.acknowledged_lost == 0 or durability == "normal", run
 
 
