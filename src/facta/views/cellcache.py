@@ -11,6 +11,7 @@ patched only for the cells a refresh changed, so top-k ranks tens of thousands o
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
@@ -42,6 +43,29 @@ class FinalizedColumns:
     pending: set[int]
     # Per (output, ascending): the slots with a value, best first (ties in slot order).
     orders: dict[tuple[str, bool], Slots] = dataclasses.field(default_factory=dict)
+
+    def reorder(self, changed: set[int]) -> None:
+        """Keep the sorted orders valid after the values of ``changed`` slots were set: a few
+        changed cells move by binary search; many, or text values, sort again when asked."""
+        if len(changed) > max(64, self.size // 100):
+            self.orders.clear()
+            return
+        moved = np.asarray(sorted(changed), dtype=np.int64)
+        for (name, ascending), order in list(self.orders.items()):
+            values, valid = self.values[name], self.valid[name]
+            if values.dtype == object:
+                del self.orders[(name, ascending)]
+                continue
+            sign = 1 if ascending else -1
+            kept = order[~np.isin(order, moved)]
+            for slot in moved.tolist():
+                if valid[slot]:
+                    wanted = (sign * values[slot], slot)
+                    at = bisect.bisect_left(
+                        range(kept.size), wanted, key=lambda i: (sign * values[kept[i]], kept[i])
+                    )
+                    kept = np.insert(kept, at, slot)
+            self.orders[(name, ascending)] = kept
 
     def order(self, name: str, ascending: bool) -> Slots:
         found = self.orders.get((name, ascending))
@@ -75,7 +99,8 @@ class LevelCells:
         self._arrays: tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]]] | None = None
         self._finalized: dict[int, FinalizedColumns] = {}
         # Values derived from one cell's states (finalized rows, boxes), until it changes.
-        self._memo: dict[tuple[int, Any], Any] = {}
+        self._memo: dict[int, dict[Any, Any]] = {}
+        self._memo_size = 0
 
     def put(self, dims_key: str, entry: Entry) -> None:
         key = (dims_key, entry[1])
@@ -93,17 +118,20 @@ class LevelCells:
             self.entries[slot] = entry
             for columns in self._finalized.values():
                 columns.pending.add(slot)
-            if self._memo:
-                self._memo = {key: v for key, v in self._memo.items() if key[0] != slot}
+            dropped = self._memo.pop(slot, None)
+            if dropped is not None:
+                self._memo_size -= len(dropped)
 
     def memo(self, slot: int, what: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` for this cell, kept until the cell changes (at most MEMO_SIZE kept)."""
-        key = (slot, what)
-        found = self._memo.get(key, _MISSING)
+        kept = self._memo.get(slot)
+        found = _MISSING if kept is None else kept.get(what, _MISSING)
         if found is _MISSING:
-            if len(self._memo) >= MEMO_SIZE:
+            if self._memo_size >= MEMO_SIZE:
                 self._memo.clear()
-            found = self._memo[key] = compute()
+                self._memo_size = 0
+            found = self._memo.setdefault(slot, {})[what] = compute()
+            self._memo_size += 1
         return found
 
     def _columns(self) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]]]:
@@ -161,8 +189,6 @@ class LevelCells:
                     values[name] = np.empty(count, dtype=object)
             valid = {name: np.zeros(count, dtype=np.bool_) for name in values}
             columns = self._finalized[index] = FinalizedColumns(values, valid, 0, set())
-        if columns.size < count or columns.pending:
-            columns.orders.clear()
         if columns.size < count:
             for name in columns.values:
                 columns.values[name] = _grown(columns.values[name], count)
@@ -177,6 +203,7 @@ class LevelCells:
                     columns.valid[name][slot] = present
                     if present:
                         columns.values[name][slot] = value
+            columns.reorder(columns.pending)
             columns.pending.clear()
         return columns
 
