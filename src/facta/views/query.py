@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from facta.views import calendar
 from facta.views.cellcache import ALL_TIME, Entry, LevelCells, ViewCache
-from facta.views.collector import collector_paused
+from facta.views.collector import collector_paused, settle_long_lived
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
@@ -33,6 +33,8 @@ from facta.views.rollups import chain, pieces
 from facta.views.store import BASE_LEVEL, Generation, ViewStore
 
 Where = Mapping[str, Any]
+# Decoding this many cells at once makes them long-lived objects worth freezing (collector.py).
+SETTLE_AFTER = 1000
 
 
 class ViewNotFound(LookupError):
@@ -231,9 +233,11 @@ class ViewSnapshot:
             self.store.cache[self.view.name] = cache
         if cache.checkpoint != self.position:
             measures = self.view.measures
+            decoded = 0
             for cell in self.store.cells(
                 self.view.name, self.info.generation, changed_after=cache.checkpoint, level=None
             ):
+                decoded += 1
                 raw = msgspec.msgpack.decode(cell.state)
                 states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
                 level = cell.level
@@ -242,6 +246,8 @@ class ViewSnapshot:
                 entry = (json.loads(cell.dims), cell.bucket, cell.changed_at, states)
                 cache.level(level).put(cell.dims, entry)
             cache.checkpoint = self.position
+            if decoded >= SETTLE_AFTER:
+                settle_long_lived()
         return cache
 
     def plan(
