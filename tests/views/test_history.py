@@ -85,6 +85,8 @@ def test_as_of_position_is_the_state_a_full_rebuild_reaches(flights_log: Path) -
     assert live.as_of(position=second.checkpoint + 150).info.batches == second.batches + 1
     assert second.batches > 1
     assert live.as_of(position=400).info.batches == 1  # no snapshot before: from the start
+    with live.pinned():  # inside a read of the live view too
+        assert shapes.kpi(live.as_of(position=1234)).schema.metadata[b"facta.position"] == b"1234"
     with pytest.raises(ValueError, match="from 0 to the view's checkpoint 3000"):
         live.as_of(position=3001)
 

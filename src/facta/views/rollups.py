@@ -69,7 +69,7 @@ class Rollups:
         self._kept = {child for child in self._child.values() if child != BASE_LEVEL}
         self._children: dict[RollupKey, set[tuple[str, int]]] = {}
         self._states: dict[str, dict[tuple[str, int], RolledCell]] = {k: {} for k in self._kept}
-        self._floors: dict[tuple[int, str], int] = {}
+        self._floors: dict[str, dict[int, int]] = {level: {} for level, _ in self.levels}
         self._primed = False
 
     def load(self, store: ViewStore, view: str, generation: int) -> None:
@@ -84,9 +84,10 @@ class Rollups:
                 self._index(level, (stored.dims, stored.bucket))
 
     def _floor(self, start: int, level: str) -> int:
-        found = self._floors.get((start, level))
+        known = self._floors[level]
+        found = known.get(start)
         if found is None:
-            found = self._floors[(start, level)] = calendar.floor(start, level, self._zone)
+            found = known[start] = calendar.floor(start, level, self._zone)
         return found
 
     def _index(self, child_level: str, key: tuple[str, int]) -> None:
@@ -100,7 +101,8 @@ class Rollups:
         """Recompute every roll-up cell above a ``dirty`` bucket cell; return them to store."""
         if not self.levels:
             return []
-        if not self._primed:
+        just_primed = not self._primed
+        if just_primed:
             for key in cells:
                 if key[1] != ROLLUP:
                     self._index(BASE_LEVEL, key)
@@ -109,7 +111,8 @@ class Rollups:
         for key in dirty:
             if key[1] == ROLLUP:
                 continue
-            self._index(BASE_LEVEL, key)
+            if not just_primed:  # possibly a new cell since the last commit
+                self._index(BASE_LEVEL, key)
             for level, child in self._child.items():
                 if child == BASE_LEVEL:
                     touched[level].add((key[0], self._floor(key[1], level)))
@@ -137,12 +140,11 @@ class Rollups:
     def merged(self, cells: Sequence[HasStates]) -> tuple[list[Any], int]:
         """Fresh states holding the merge of ``cells`` (in the given order)."""
         states = [m.new() for m in self._measures]
-        changed_at = 0
-        for cell in cells:
-            for measure, into, other in zip(self._measures, states, cell.states, strict=True):
-                measure.merge(into, other)
-            changed_at = max(changed_at, cell.changed_at)
-        return states, changed_at
+        for index, measure in enumerate(self._measures):
+            merge, into = measure.merge, states[index]
+            for cell in cells:
+                merge(into, cell.states[index])
+        return states, max((cell.changed_at for cell in cells), default=0)
 
 
 def chain(base: str, every: str | None, span: int | None) -> list[tuple[str, str]]:

@@ -201,7 +201,11 @@ class ViewStore:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
-        """One read transaction: everything read inside sees the same commit."""
+        """One read transaction: everything read inside sees the same commit (inside another
+        one, that one)."""
+        if self._conn.in_transaction:
+            yield
+            return
         self._conn.execute("BEGIN")
         try:
             yield
