@@ -5,6 +5,9 @@ memory), keeps the cells matching ``where`` (dimension = value or IN list) and t
 event-time range ``[start, end)``, and merges cells into coarser groups when ``group_by`` names
 a subset of the dimensions — states merge, so nobody averages averages or medians. Each result
 carries the position the view had applied and its definition hash in the schema metadata.
+
+Cells come from the reader's cache (:mod:`facta.views.cellcache`); a time range reads whole
+calendar roll-up cells where they fit (:meth:`ViewSnapshot.plan`, :mod:`facta.views.rollups`).
 """
 
 from __future__ import annotations
