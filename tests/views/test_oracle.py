@@ -199,16 +199,20 @@ def state_of(snapshot: ViewSnapshot, merged: Any, key: tuple[Any, ...], measure:
 
 
 def sketch_failures(
-    snapshot: ViewSnapshot, oracle: dict[str, list[dict[str, Any]]], start: int | None
+    snapshot: ViewSnapshot,
+    oracle: dict[str, list[dict[str, Any]]],
+    start: int | None,
+    rollups: bool = True,
 ) -> list[str]:
     """Every way the view's sketches miss the error their nominal parameters promise.
 
     With ``start=None`` queries read the all-time roll-up cells; with ``start=0`` they merge
-    the daily bucket cells (hundreds per group).
+    the month roll-up cells, and with ``rollups=False`` the daily bucket cells (hundreds per
+    group).
     """
     failures: list[str] = []
     epsilon = ds.kll_doubles_sketch.get_normalized_rank_error(NOMINAL["k"], False)
-    by_carrier = snapshot.merge(group_by=["carrier"], start=start)
+    by_carrier = snapshot.merge(group_by=["carrier"], start=start, rollups=rollups)
     days = snapshot.merge(group_by=["carrier"], by_bucket=True)
     pairs = above = above_twice = 0
     for row in oracle["carrier_delays"]:
@@ -231,7 +235,7 @@ def sketch_failures(
             f"quantiles: {above}/{pairs} ranks beyond ε={epsilon:.4f}, {above_twice} beyond 2ε"
         )
     relative = 3 * 1.04 / math.sqrt(2 ** NOMINAL["lg_k"])
-    everything = snapshot.merge(group_by=[], start=start)
+    everything = snapshot.merge(group_by=[], start=start, rollups=rollups)
     for row in oracle["streams"]:
         if row["carrier"] == "all":
             state, what = state_of(snapshot, everything, (), "streams"), "distinct(_stream)"
@@ -242,7 +246,7 @@ def sketch_failures(
         exact = row["exact"]
         if not lower <= exact <= upper or abs(state.estimate() - exact) > relative * exact:
             failures.append(f"distinct: {what} exact {exact}, estimate {state.estimate():.0f}")
-    by_origin = snapshot.merge(group_by=["origin"], start=start)
+    by_origin = snapshot.merge(group_by=["origin"], start=start, rollups=rollups)
     exact_counts: dict[str, dict[str, int]] = {}
     for row in oracle["origin_dests"]:
         exact_counts.setdefault(row["origin"], {})[row["dest"]] = row["flights"]
@@ -270,7 +274,9 @@ def test_sketches_stay_within_their_promised_error(
     year_log: Path, year_oracle: dict[str, Any]
 ) -> None:
     snapshot = build(year_log, sketch_view("sketches", **NOMINAL), [(336_776, 50_000)])
-    assert sketch_failures(snapshot, year_oracle, start=0) == []  # merged from daily buckets
+    assert snapshot.plan(0, None)[0][0] == "1mo"  # a range reads month roll-ups
+    assert sketch_failures(snapshot, year_oracle, 0, rollups=False) == []  # daily buckets
+    assert sketch_failures(snapshot, year_oracle, start=0) == []  # month roll-ups
     assert sketch_failures(snapshot, year_oracle, start=None) == []  # all-time roll-ups
 
 
@@ -279,8 +285,8 @@ def test_the_oracle_fails_views_built_with_tiny_sketches(
 ) -> None:
     tiny = sketch_view("tiny", k=8, lg_k=4, lg_max_map=3)
     snapshot = build(year_log, tiny, [(336_776, 50_000)])
-    for start in (0, None):
-        failures = sketch_failures(snapshot, year_oracle, start=start)
+    for start, rollups in ((0, False), (0, True), (None, True)):
+        failures = sketch_failures(snapshot, year_oracle, start, rollups)
         kinds = {failure.split(":")[0] for failure in failures}
         assert kinds == {"quantiles", "distinct", "top_k"}, failures
         assert any("ranks beyond ε" in f for f in failures)

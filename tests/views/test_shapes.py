@@ -12,10 +12,12 @@ import pytest
 
 from facta.log import NewEvent, SqliteLog
 from facta.views import (
+    EngineSettings,
     ViewEngine,
     ViewSnapshot,
     ViewStore,
     ViewTimeout,
+    calendar,
     compile_view,
     load_definition,
     open_snapshot,
@@ -188,10 +190,15 @@ def test_all_time_rollups_equal_the_merge_of_their_buckets(flights_log: Path) ->
     ):
         assert (a is None and b is None) or abs(a - b) <= 1e-9 * abs(a)
     cells, _ = snapshot.store.size("rolled", snapshot.info.generation)
-    assert (
-        cells
-        == shapes.groups(snapshot, per_bucket=True).num_rows + shapes.groups(snapshot).num_rows
-    )
+    days = shapes.groups(snapshot, per_bucket=True).to_pylist()
+    weeks = {(r["carrier"], r["origin"], floor(r["bucket"], "1w")) for r in days}
+    months = {(r["carrier"], r["origin"], floor(r["bucket"], "1mo")) for r in days}
+    groups = shapes.groups(snapshot).num_rows
+    assert cells == len(days) + groups + len(weeks) + len(months)  # days, all time, roll-ups
+
+
+def floor(moment: datetime, width: str) -> int:
+    return calendar.floor(int(moment.timestamp()), width, "America/New_York")
 
 
 def test_top_per_bucket_by_count_equals_the_merged_ranking(flights_log: Path) -> None:
@@ -212,3 +219,28 @@ def test_top_per_bucket_by_count_equals_the_merged_ranking(flights_log: Path) ->
         assert fast == expected, case
         ascending = shapes.top(snapshot, "flights", 5, per_bucket=True, ascending=True, **case)
         assert ascending.to_pylist() == sorted(every, key=lambda row: row["flights"])[:5], case
+
+
+def test_top_stays_right_as_a_live_view_changes(flights_log: Path) -> None:
+    """The reader keeps each measure's sorted order between queries and moves only the cells a
+    new checkpoint changed (or sorts again after many changes): the ranking must always be the
+    one a full sort of every merged cell gives."""
+    table = {k: v for k, v in flights_view("live_top").items() if k != "name"}
+    view = compile_view(load_definition("live_top", table))
+    store = ViewStore(views_path(flights_log))
+    with ViewEngine(flights_log, view, store, EngineSettings(batch_size=7)).open() as engine:
+        for until in (1500, 1503, 1530, 3000):  # a few changed cells, then many
+            engine.run(until=until)
+            snapshot = open_snapshot(store, "live_top")
+            for by, ascending in (("flights", False), ("delay", True), ("delay", False)):
+                fast = shapes.top(snapshot, by, 7, per_bucket=True, ascending=ascending)
+                every = shapes.groups(snapshot, per_bucket=True).to_pylist()
+                present = [r for r in every if r[by] is not None]
+                expected = sorted(present, key=lambda r: r[by], reverse=not ascending)[:7]
+                assert fast.to_pylist() == expected, (until, by, ascending)
+                whole = shapes.top(snapshot, by, 3, ascending=ascending).to_pylist()
+                groups = [r for r in shapes.groups(snapshot).to_pylist() if r[by] is not None]
+                ranked = sorted(groups, key=lambda r: r[by], reverse=not ascending)[:3]
+                assert whole == ranked, (until, by, ascending)
+    levels = store.cache["live_top"].levels
+    assert levels[""].finalized(0, view.measures[0]).orders  # the kept order was reused

@@ -10,9 +10,12 @@ frees everything promptly; the collector is switched back on (if it was on) when
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 from collections.abc import Iterator
+
+_unfreeze_at_exit = False
 
 
 @contextlib.contextmanager
@@ -25,3 +28,20 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def settle_long_lived() -> None:
+    """Move every object alive now out of the collector's reach (``gc.freeze``).
+
+    Called after a reader decodes many cells: they live as long as the cache, hold no
+    reference cycles (reference counting frees them when replaced), and a full collection would
+    otherwise walk all of them — hundreds of thousands of objects, a few hundred milliseconds —
+    whenever enough new objects (query results, memoized rows) have survived. The price: a
+    reference cycle that is garbage at this moment is not collected until ``gc.unfreeze()`` —
+    done at exit, so the interpreter's last collection still finds everything.
+    """
+    global _unfreeze_at_exit
+    if not _unfreeze_at_exit:
+        atexit.register(gc.unfreeze)
+        _unfreeze_at_exit = True
+    gc.freeze()

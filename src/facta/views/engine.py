@@ -31,10 +31,12 @@ from facta.views.grouping import ROLLUP, Key, group_rows
 from facta.views.measures import Batch
 from facta.views.moments import SumOverflow
 from facta.views.pipeline import BUCKET, Pipeline
+from facta.views.rollups import Rollups
 from facta.views.source import LogReader
 from facta.views.store import StoredCell, ViewStore
 
 MAX_BATCH: Final = 50_000
+HISTORY_EVERY: Final = 1_000_000
 BUCKET_LEVEL: Final = 0
 KEPT_POSITIONS: Final = 100
 
@@ -62,12 +64,16 @@ class EngineSettings:
     batch_size: int = MAX_BATCH
     commit_every_events: int = MAX_BATCH
     commit_every_ms: float = 1000.0
+    # A history snapshot (for as_of(position=P)) at the first commit past each multiple.
+    history_every: int = HISTORY_EVERY
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be in 1..{MAX_BATCH}, found {self.batch_size}")
         if self.commit_every_events < 1 or self.commit_every_ms < 0:
             raise ValueError("commit_every_events must be >= 1 and commit_every_ms >= 0")
+        if self.history_every < 1:
+            raise ValueError(f"history_every must be >= 1, found {self.history_every}")
 
 
 class Rejects:
@@ -123,6 +129,7 @@ class ViewEngine:
         self.generation = generation or 0
         self.cells: dict[Key, Cell] = {}
         self._dirty: set[Key] = set()
+        self._rollups = Rollups(view)
         self.checkpoint = 0
         self.committed = 0
         self.batches = 0
@@ -157,6 +164,7 @@ class ViewEngine:
             raw = msgspec.msgpack.decode(stored.state)
             states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
             self.cells[(stored.dims, stored.bucket)] = Cell(states, stored.changed_at)
+        self._rollups.load(self.store, name, self.generation)
         self._pipeline.prime(self.checkpoint)
         return self
 
@@ -230,6 +238,8 @@ class ViewEngine:
                 [m.dump(s) for m, s in zip(measures, cell.states, strict=True)]
             )
             cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
+        # Calendar roll-ups above the changed buckets, in the same transaction.
+        cells += self._rollups.refresh(self.cells, self._dirty)
         self.store.commit(
             self.view.name,
             self.generation,
@@ -237,6 +247,7 @@ class ViewEngine:
             checkpoint=self.checkpoint,
             batches=self.batches,
             rejected=self.rejects.as_json(),
+            history_every=self.settings.history_every,
         )
         self._dirty.clear()
         self.committed = self.checkpoint

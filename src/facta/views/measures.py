@@ -372,7 +372,10 @@ class TopK(Measure):
                 update(items[index], counts[index])
 
     def finalize(self, state: TopKState) -> dict[str, Any]:
-        items = [dataclasses.asdict(i) for i in state.top(self.k)]
+        items = [
+            {"item": i.item, "estimate": i.estimate, "lower": i.lower, "upper": i.upper}
+            for i in state.top(self.k)
+        ]
         return {self.name: items, f"{self.name}_n": state.n}
 
     def output_types(self) -> dict[str, pa.DataType]:

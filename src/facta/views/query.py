@@ -5,6 +5,9 @@ memory), keeps the cells matching ``where`` (dimension = value or IN list) and t
 event-time range ``[start, end)``, and merges cells into coarser groups when ``group_by`` names
 a subset of the dimensions — states merge, so nobody averages averages or medians. Each result
 carries the position the view had applied and its definition hash in the schema metadata.
+
+Cells come from the reader's cache (:mod:`facta.views.cellcache`); a time range reads whole
+calendar roll-up cells where they fit (:meth:`ViewSnapshot.plan`, :mod:`facta.views.rollups`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import json
+import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,13 +26,18 @@ import msgspec
 import pyarrow as pa
 
 from facta.views import calendar
-from facta.views.collector import collector_paused
+from facta.views.cellcache import ALL_TIME, Entry, LevelCells, ViewCache
+from facta.views.collector import collector_paused, settle_long_lived
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
-from facta.views.grouping import ROLLUP, dims_text
-from facta.views.store import Generation, ViewStore
+from facta.views.grouping import ROLLUP
+from facta.views.measures import Measure
+from facta.views.rollups import chain, pieces
+from facta.views.store import BASE_LEVEL, Generation, ViewStore
 
 Where = Mapping[str, Any]
+# Decoding this many cells at once makes them long-lived objects worth freezing (collector.py).
+SETTLE_AFTER = 1000
 
 
 class ViewNotFound(LookupError):
@@ -46,28 +54,63 @@ class ViewTimeout(TimeoutError):
 
 
 @dataclasses.dataclass(slots=True)
-class CellCache:
-    """The decoded cells of one view generation, as of ``checkpoint``."""
-
-    generation: int
-    created_at: str
-    checkpoint: int
-    cells: dict[tuple[str, int], tuple[list[Any], int, int, list[Any]]]
-    by_dims: dict[str, list[tuple[str, int]]]
-    rollups: list[tuple[str, int]]
-
-
-@dataclasses.dataclass(slots=True)
 class Merged:
-    """Merged states of one output group, and the latest position any of its cells changed."""
+    """Merged states of one output group, and the latest position any of its cells changed.
+
+    ``shared``: the states are a cached cell's own (the group is that one cell) — read them,
+    never merge into them.
+    """
 
     states: list[Any]
     changed_at: int
+    shared: bool = False
+    source: tuple[LevelCells, int] | None = None  # the cached cell, while shared
+
+    def memo(self, what: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept with the cached cell if this group is one cell."""
+        if self.shared and self.source is not None:
+            cells, slot = self.source
+            return cells.memo(slot, what, compute)
+        return compute()
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(definition_json: str) -> CompiledView:
-    return compile_view(ViewDefinition.model_validate(json.loads(definition_json)))
+def fresh_copy(
+    measures: Sequence[Measure], states: Sequence[Any], only: set[int] | None = None
+) -> list[Any]:
+    """New states equal to ``states`` (those in ``only``, if given; the others ``None``)."""
+    copied = []
+    for index, (measure, state) in enumerate(zip(measures, states, strict=True)):
+        if only is None or index in only:
+            fresh = measure.new()
+            measure.merge(fresh, state)
+            copied.append(fresh)
+        else:
+            copied.append(None)
+    return copied
+
+
+def finalized(measures: Sequence[Measure], states: Sequence[Any]) -> dict[str, Any]:
+    """Every output value of a group's states."""
+    values: dict[str, Any] = {}
+    for measure, state in zip(measures, states, strict=True):
+        values.update(measure.finalize(state))
+    return values
+
+
+_COMPILED: dict[tuple[str, str, str], CompiledView] = {}
+
+
+def _compiled(generation: Generation) -> CompiledView:
+    """The compiled view of a generation. The definition hash covers everything a query
+    depends on (measure order included; not the description)."""
+    key = (generation.view, generation.definition_hash, generation.created_at)
+    found = _COMPILED.get(key)
+    if found is None:
+        if len(_COMPILED) >= 64:
+            _COMPILED.clear()
+        definition = ViewDefinition.model_validate(generation.definition)
+        found = _COMPILED[key] = compile_view(definition)
+    return found
 
 
 def epoch_seconds(value: datetime | int | float | None) -> int | None:
@@ -93,13 +136,41 @@ class ViewSnapshot:
         self._pinned = False
         self._use(generation)
 
-    def as_of(self, *, event_time: datetime | int) -> ViewSnapshot:
-        """The same view, merging only buckets that end at or before ``event_time``.
+    def as_of(
+        self,
+        *,
+        event_time: datetime | int | None = None,
+        position: int | None = None,
+        log: str | os.PathLike[str] | None = None,
+    ) -> ViewSnapshot:
+        """The view as of an event time, or exactly as it was at a log position.
 
-        Buckets are on event time: a bucket still open at ``event_time`` is left out whole.
-        (Events recorded after ``event_time`` but belonging to earlier buckets are included;
-        facta does not yet offer ``known_at``.)
+        ``event_time=T``: the same view, merging only buckets that end at or before T (a
+        bucket still open at T is left out whole). Events recorded after T but belonging to
+        earlier buckets are included; for that, see ``engine.state_known_at``.
+
+        ``position=P``: exactly the state the view had at checkpoint P — its nearest history
+        snapshot at or before P, then the log replayed from there to P, in memory. ``log`` is
+        the log's path (default: this store's file name without ``.views.db``).
         """
+        if position is not None:
+            from facta.views.history import state_at
+
+            if log is None:
+                if not self.store.path.endswith(".views.db"):
+                    raise ValueError(
+                        f"view {self.view.name!r}: as_of(position=...) needs log= for a store "
+                        f"not beside its log ({self.store.path!r})"
+                    )
+                log = self.store.path[: -len(".views.db")]
+            replayed = state_at(log, self.store, self.view.name, position)
+            generation = replayed.current(self.view.name)
+            assert generation is not None
+            past = ViewSnapshot(replayed, generation)
+            past.ends_by = self.ends_by
+            return past if event_time is None else past.as_of(event_time=event_time)
+        if event_time is None:
+            raise ValueError("as_of needs event_time= or position=")
         if self.view.definition.bucket is None:
             raise ValueError(f"view {self.view.name!r} has no event-time bucket")
         other = ViewSnapshot(self.store, self.info)
@@ -108,7 +179,7 @@ class ViewSnapshot:
 
     def _use(self, generation: Generation) -> None:
         self.info = generation
-        self.view = _compiled(json.dumps(generation.definition))  # measure order matters
+        self.view = _compiled(generation)
         self.position = generation.checkpoint
         self.definition_hash = generation.definition_hash
 
@@ -127,17 +198,16 @@ class ViewSnapshot:
         where: Where | None = None,
         start: datetime | int | None = None,
         end: datetime | int | None = None,
-    ) -> list[tuple[list[Any], int, int, list[Any]]]:
+    ) -> list[Entry]:
         """(dimension values, bucket, changed_at, states) of every bucket cell matching
         ``where`` and the time range, as cached: callers must not modify the states."""
         with self.pinned():
-            return list(self._cells(where, epoch_seconds(start), epoch_seconds(end)))
+            level = self._cached().level(BASE_LEVEL)
+            slots = level.select(self._allowed(where), epoch_seconds(start), epoch_seconds(end))
+            return [level.entries[slot] for slot in slots.tolist()]
 
-    def _cells(
-        self, where: Where | None, start: int | None, end: int | None, rollup: bool = False
-    ) -> Iterator[tuple[list[Any], int, int, list[Any]]]:
-        """(dimension values, bucket, changed_at, states) of every matching cell: bucket cells,
-        or with ``rollup`` the all-time cell of each group."""
+    def _allowed(self, where: Where | None) -> dict[int, set[Any]]:
+        """``where`` as the allowed values of each named dimension (by index)."""
         allowed = {}
         for name, wanted in (where or {}).items():
             if name not in self.dimensions:
@@ -147,29 +217,9 @@ class ViewSnapshot:
                 )
             values = wanted if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
             allowed[self.dimensions.index(name)] = set(values)
-        cells = self._cached()
-        candidates: Iterable[tuple[list[Any], int, int, list[Any]]] = cells.values()
-        if rollup:
-            candidates = [cells[key] for key in self.store.cache[self.view.name].rollups]
-        if self.dimensions and len(allowed) == len(self.dimensions):
-            # Every dimension is pinned: look the groups up instead of scanning every cell.
-            index = self.store.cache[self.view.name].by_dims
-            texts = (
-                dims_text(v) for v in itertools.product(*(allowed[i] for i in range(len(allowed))))
-            )
-            candidates = [cells[key] for text in texts for key in index.get(text, ())]
-        for dims, bucket, changed_at, states in candidates:
-            if (bucket == ROLLUP) != rollup:
-                continue
-            if start is not None and bucket < start:
-                continue
-            if end is not None and bucket >= end:
-                continue
-            if any(dims[i] not in values for i, values in allowed.items()):
-                continue
-            yield dims, bucket, changed_at, states
+        return allowed
 
-    def _cached(self) -> dict[tuple[str, int], tuple[list[Any], int, int, list[Any]]]:
+    def _cached(self) -> ViewCache:
         """Decoded cells, kept with the store and refreshed incrementally.
 
         A cell rewritten after checkpoint C has ``changed_at`` > C, so a refresh reads only the
@@ -177,29 +227,60 @@ class ViewSnapshot:
         """
         cache = self.store.cache.get(self.view.name)
         if (
-            cache is None
+            not isinstance(cache, ViewCache)
             or cache.generation != self.info.generation
             or cache.created_at != self.info.created_at
             or cache.checkpoint > self.position
         ):
-            cache = CellCache(self.info.generation, self.info.created_at, -1, {}, {}, [])
+            cache = ViewCache(self.info.generation, self.info.created_at, -1, len(self.dimensions))
             self.store.cache[self.view.name] = cache
         if cache.checkpoint != self.position:
             measures = self.view.measures
+            decoded = 0
             for cell in self.store.cells(
-                self.view.name, self.info.generation, changed_after=cache.checkpoint
+                self.view.name, self.info.generation, changed_after=cache.checkpoint, level=None
             ):
+                decoded += 1
                 raw = msgspec.msgpack.decode(cell.state)
                 states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
-                dims = json.loads(cell.dims)
-                key = (cell.dims, cell.bucket)
-                if key not in cache.cells:
-                    cache.by_dims.setdefault(cell.dims, []).append(key)
-                    if cell.bucket == ROLLUP:
-                        cache.rollups.append(key)
-                cache.cells[key] = (dims, cell.bucket, cell.changed_at, states)
+                level = cell.level
+                if level == BASE_LEVEL and cell.bucket == ROLLUP:
+                    level = ALL_TIME
+                entry = (json.loads(cell.dims), cell.bucket, cell.changed_at, states)
+                cache.level(level).put(cell.dims, entry)
             cache.checkpoint = self.position
-        return cache.cells
+            if decoded >= SETTLE_AFTER:
+                settle_long_lived()
+        return cache
+
+    def plan(
+        self,
+        start: int | None,
+        end: int | None,
+        *,
+        by_bucket: bool = False,
+        every: str | None = None,
+        rollups: bool = True,
+    ) -> list[tuple[str, int | None, int | None]]:
+        """Which cached cells a query reads: (level, from, to) — cells of that level whose
+        bucket start is in ``[from, to)``. Over all time, the all-time roll-up cells; over a
+        range, whole calendar roll-up cells in the middle and bucket cells at the edges
+        (``rollups=False``: bucket cells only). ``every`` (with ``by_bucket``) caps the roll-ups
+        at that width, so each result bucket is whole cells."""
+        bucket = self.view.definition.bucket
+        if bucket is None:
+            return [(BASE_LEVEL, start, end)]
+        if self.ends_by is not None:
+            # A bucket has ended by T iff it starts before the bucket holding T.
+            closed = calendar.floor(self.ends_by, bucket.width, bucket.timezone)
+            end = closed if end is None else min(end, closed)
+        if not by_bucket and start is None and end is None and rollups:
+            return [(ALL_TIME, None, None)]
+        if not rollups or (by_bucket and (every is None or every == bucket.width)):
+            return [(BASE_LEVEL, start, end)]
+        span = None if start is None or end is None else end - start
+        levels = chain(bucket.width, every if by_bucket else None, span)
+        return pieces(start, end, levels, bucket.timezone)
 
     def merge(
         self,
@@ -211,18 +292,21 @@ class ViewSnapshot:
         by_bucket: bool = False,
         only: set[int] | None = None,
         keys: set[tuple[Any, ...]] | None = None,
+        every: str | None = None,
+        rollups: bool = True,
     ) -> dict[tuple[Any, ...], Merged]:
         """Cells merged into groups of ``group_by`` (default: every dimension), and per bucket
         if ``by_bucket`` (the bucket start is then the key's last element).
 
-        ``only`` merges just the measures at those indices (the others hold ``None``); ``keys``
-        keeps just those groups (with their bucket, if ``by_bucket``). Inside :meth:`pinned`,
-        every merge sees the same commit.
+        ``only`` merges just the measures at those indices (the others may hold ``None``);
+        ``keys`` keeps just those groups (with their bucket, if ``by_bucket``). With ``every``
+        (and ``by_bucket``) the result may hold whole roll-up cells of that width, keyed by
+        their start, beside bucket cells: the caller floors bucket starts to ``every``.
+        ``rollups=False`` merges bucket cells only (what roll-ups are checked against).
+        Inside :meth:`pinned`, every merge sees the same commit.
         """
-        if self._pinned:
-            return self._merge(where, start, end, group_by, by_bucket, only, keys)
         with self.pinned():
-            return self._merge(where, start, end, group_by, by_bucket, only, keys)
+            return self._merge(where, start, end, group_by, by_bucket, only, keys, every, rollups)
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
@@ -248,6 +332,8 @@ class ViewSnapshot:
         by_bucket: bool,
         only: set[int] | None = None,
         keys: set[tuple[Any, ...]] | None = None,
+        every: str | None = None,
+        rollups: bool = True,
     ) -> dict[tuple[Any, ...], Merged]:
         names = tuple(self.dimensions if group_by is None else group_by)
         for name in names:
@@ -257,44 +343,42 @@ class ViewSnapshot:
                 )
         picks = [self.dimensions.index(n) for n in names]
         measures = self.view.measures
+        allowed = self._allowed(where)
+        cache = self._cached()
         groups: dict[tuple[Any, ...], Merged] = {}
-        bucket_spec = self.view.definition.bucket
-        # Over all time, a bucketed view's roll-up cells hold exactly the merge of its buckets.
-        rollup = (
-            bucket_spec is not None
-            and not by_bucket
-            and start is None
-            and end is None
-            and self.ends_by is None
+        plan = self.plan(
+            epoch_seconds(start),
+            epoch_seconds(end),
+            by_bucket=by_bucket,
+            every=every,
+            rollups=rollups,
         )
-        for dims, bucket, changed_at, states in self._cells(
-            where, epoch_seconds(start), epoch_seconds(end), rollup
-        ):
-            if (
-                self.ends_by is not None
-                and bucket_spec is not None
-                and calendar.step(bucket, bucket_spec.width, bucket_spec.timezone) > self.ends_by
-            ):
+        for level_name, low, high in plan:
+            level = cache.levels.get(level_name)
+            if level is None:
                 continue
-            key: tuple[Any, ...] = tuple(dims[i] for i in picks)
-            if by_bucket:
-                key = (*key, bucket)
-            if keys is not None and key not in keys:
-                continue
-            merged = groups.get(key)
-            if merged is None:
-                # A fresh accumulator: the cached cell states are never modified. Measures
-                # left out by ``only`` get none at all.
-                fresh = [
-                    m.new() if only is None or i in only else None for i, m in enumerate(measures)
-                ]
-                merged = groups[key] = Merged(fresh, changed_at)
-            for index, (measure, into, other) in enumerate(
-                zip(measures, merged.states, states, strict=True)
-            ):
-                if only is None or index in only:
-                    measure.merge(into, other)
-            merged.changed_at = max(merged.changed_at, changed_at)
+            entries = level.entries
+            for slot in level.select(allowed, low, high).tolist():
+                dims, bucket, changed_at, states = entries[slot]
+                key: tuple[Any, ...] = tuple(dims[i] for i in picks)
+                if by_bucket:
+                    key = (*key, bucket)
+                if keys is not None and key not in keys:
+                    continue
+                merged = groups.get(key)
+                if merged is None:
+                    # One cell so far: borrow its states; copy them only to merge a second.
+                    groups[key] = Merged(states, changed_at, True, (level, slot))
+                    continue
+                if merged.shared:
+                    merged.states = fresh_copy(measures, merged.states, only)
+                    merged.shared, merged.source = False, None
+                for index, (measure, into, other) in enumerate(
+                    zip(measures, merged.states, states, strict=True)
+                ):
+                    if only is None or index in only:
+                        measure.merge(into, other)
+                merged.changed_at = max(merged.changed_at, changed_at)
         return groups
 
     def stamp(self, table: pa.Table) -> pa.Table:
@@ -338,8 +422,7 @@ class ViewSnapshot:
                     if measure.kind == "count":
                         values[measure.name] = 0
             else:
-                for measure, state in zip(measures, merged.states, strict=True):
-                    values.update(measure.finalize(state))
+                values = merged.memo("row", functools.partial(finalized, measures, merged.states))
             for name in output:
                 columns[name].append(values[name])
             columns["changed_at"].append(None if merged is None else merged.changed_at)

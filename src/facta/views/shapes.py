@@ -8,6 +8,7 @@ dimensions; coarser groups are merged from stored states) and, over time, ``ever
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,8 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from facta.views import calendar
+from facta.views.cellcache import ALL_TIME, ranked
 from facta.views.measures import CoMoments, Measure, Quantiles
-from facta.views.query import Merged, ViewSnapshot, Where, epoch_seconds
+from facta.views.query import Merged, ViewSnapshot, Where, epoch_seconds, fresh_copy
+from facta.views.store import BASE_LEVEL
 
 Time = datetime | int | None
 # Share of a bivariate normal inside the data ellipse of Mahalanobis radius r: 1 - exp(-r²/2).
@@ -71,9 +74,8 @@ def kpi(
     return groups(snapshot, where=where, start=start, end=end, group_by=())
 
 
-def _rebucket(
-    snapshot: ViewSnapshot, merged: dict[tuple[Any, ...], Merged], every: str | None
-) -> tuple[dict[tuple[Any, ...], Merged], str]:
+def _width(snapshot: ViewSnapshot, every: str | None) -> str:
+    """The result bucket width of a query over time: ``every``, or the view's own width."""
     bucket = snapshot.view.definition.bucket
     if bucket is None:
         raise ValueError(f"view {snapshot.view.name!r} has no event-time bucket")
@@ -83,21 +85,39 @@ def _rebucket(
             f"view {snapshot.view.name!r}: every={width!r} is not a multiple of its bucket "
             f"width {bucket.width!r}"
         )
+    return width
+
+
+def _rebucket(
+    snapshot: ViewSnapshot,
+    merged: dict[tuple[Any, ...], Merged],
+    width: str,
+    only: set[int] | None = None,
+) -> dict[tuple[Any, ...], Merged]:
+    """Cells keyed by bucket start (buckets or whole ``width`` roll-ups) merged into ``width``
+    buckets."""
+    bucket = snapshot.view.definition.bucket
+    assert bucket is not None
     if width == bucket.width:
-        return merged, width
+        return merged
     out: dict[tuple[Any, ...], Merged] = {}
     measures = snapshot.view.measures
     for key, cell in merged.items():
         coarse = (*key[:-1], calendar.floor(key[-1], width, bucket.timezone))
         into = out.get(coarse)
         if into is None:
-            out[coarse] = Merged(list(cell.states), cell.changed_at)
+            out[coarse] = Merged(cell.states, cell.changed_at, cell.shared, cell.source)
             continue
-        for measure, a, b in zip(measures, into.states, cell.states, strict=True):
-            if a is not None and b is not None:  # None: a measure left out of the merge
+        if into.shared:
+            into.states = fresh_copy(measures, into.states, only)
+            into.shared, into.source = False, None
+        for index, (measure, a, b) in enumerate(
+            zip(measures, into.states, cell.states, strict=True)
+        ):
+            if only is None or index in only:
                 measure.merge(a, b)
         into.changed_at = max(into.changed_at, cell.changed_at)
-    return out, width
+    return out
 
 
 def series(
@@ -114,8 +134,11 @@ def series(
     Buckets without events are rows too: count 0, every other measure null.
     """
     names = _names(snapshot, group_by)
-    merged = snapshot.merge(where=where, start=start, end=end, group_by=names, by_bucket=True)
-    merged, width = _rebucket(snapshot, merged, every)
+    width = _width(snapshot, every)
+    merged = snapshot.merge(
+        where=where, start=start, end=end, group_by=names, by_bucket=True, every=width
+    )
+    merged = _rebucket(snapshot, merged, width)
     zone = snapshot.view.definition.bucket.timezone  # type: ignore[union-attr]
     low, high = epoch_seconds(start), epoch_seconds(end)
     present = [key[-1] for key in merged]
@@ -159,46 +182,51 @@ def top(
         if owner is None:
             raise ValueError(f"view {snapshot.view.name!r} has no output column {by!r}")
         measure = snapshot.view.measures[owner]
-        if (
-            per_bucket
-            and measure.kind == "count"
-            and tuple(names) == snapshot.dimensions
-            and snapshot.ends_by is None
-        ):
-            # Each (group, bucket) is one stored cell, and a count merged into an empty state
-            # is the count itself: rank the cells as stored, in the order a merge would list
-            # them, and merge (into fresh states, as below) only the k winners.
-            cells = snapshot.cells(where, start, end)
-            finalize = measure.finalize
-            ranks = _ranked(
-                [(finalize(c[3][owner])[by], i) for i, c in enumerate(cells)], k, ascending
-            )
-            measures = snapshot.view.measures
-            winners: dict[tuple[Any, ...], Merged] = {}
-            chosen = []
-            for index in ranks:
-                dims, bucket, changed_at, states = cells[index]
-                key = (*dims, bucket)
-                chosen.append(key)
-                fresh = [m.new() for m in measures]
-                for m, into, other in zip(measures, fresh, states, strict=True):
-                    m.merge(into, other)
-                winners[key] = Merged(fresh, changed_at)
-            return snapshot.table(winners, names, rows=chosen, bucket=True)
+        level = _one_cell_per_row(snapshot, names, start, end, per_bucket)
+        if level is not None:
+            # Each output row is one stored cell: rank the cached finalized values of that
+            # level with numpy, and read the k winners' states as they are.
+            cells = snapshot._cached().level(level)
+            slots = cells.select(snapshot._allowed(where), epoch_seconds(start), epoch_seconds(end))
+            everything = not where and start is None and end is None
+            columns = cells.finalized(owner, measure)
+            chosen = ranked(columns, by, slots, k, ascending, everything)
+            rows, winners = [], {}
+            for slot in chosen:
+                dims, bucket, changed_at, states = cells.entries[slot]
+                key = (*dims, bucket) if per_bucket else tuple(dims)
+                rows.append(key)
+                winners[key] = Merged(states, changed_at, True, (cells, slot))
+            return snapshot.table(winners, names, rows=rows, bucket=per_bucket)
         ranking = snapshot.merge(
             where=where, start=start, end=end, group_by=names, only={owner}, by_bucket=per_bucket
         )
         scored = [(measure.finalize(m.states[owner])[by], key) for key, m in ranking.items()]
-        chosen = _ranked(scored, k, ascending)
+        rows = _ranked(scored, k, ascending)
         full = snapshot.merge(
             where=where,
             start=start,
             end=end,
             group_by=names,
-            keys=set(chosen),
+            keys=set(rows),
             by_bucket=per_bucket,
         )
-        return snapshot.table(full, names, rows=chosen, bucket=per_bucket)
+        return snapshot.table(full, names, rows=rows, bucket=per_bucket)
+
+
+def _one_cell_per_row(
+    snapshot: ViewSnapshot, names: Sequence[str], start: Time, end: Time, per_bucket: bool
+) -> str | None:
+    """The cache level whose cells are the output rows one to one, if there is one: the
+    bucket cells (per bucket, every dimension) or the all-time cells (every dimension, all
+    time)."""
+    if tuple(names) != snapshot.dimensions or snapshot.ends_by is not None:
+        return None
+    if per_bucket or snapshot.view.definition.bucket is None:
+        return BASE_LEVEL
+    if start is None and end is None:
+        return ALL_TIME
+    return None
 
 
 def _ranked(scored: list[tuple[Any, Any]], k: int, ascending: bool) -> list[Any]:
@@ -284,11 +312,18 @@ def box(
     """Box plots of a ``quantiles`` measure per group, or per group and bucket (a sequence)."""
     index, _ = _measure(snapshot, measure, Quantiles)
     names = _names(snapshot, group_by)
+    width = _width(snapshot, every) if per_bucket else None
     merged = snapshot.merge(
-        where=where, start=start, end=end, group_by=names, by_bucket=per_bucket, only={index}
+        where=where,
+        start=start,
+        end=end,
+        group_by=names,
+        by_bucket=per_bucket,
+        only={index},
+        every=width,
     )
-    if per_bucket:
-        merged, _ = _rebucket(snapshot, merged, every)
+    if width is not None:
+        merged = _rebucket(snapshot, merged, width, {index})
     columns: dict[str, list[Any]] = {n: [] for n in names}
     if per_bucket:
         columns["bucket"] = []
@@ -298,7 +333,9 @@ def box(
             columns[name].append(key[i])
         if per_bucket:
             columns["bucket"].append(key[-1])
-        for name, value in box_of(merged[key].states[index]).items():
+        cell = merged[key]
+        found = cell.memo(("box", index), functools.partial(box_of, cell.states[index]))
+        for name, value in found.items():
             columns[name].append(value)
     fields = [pa.field(n, snapshot.view.dimension_type(n)) for n in names]
     if per_bucket:

@@ -8,8 +8,15 @@ rebuilt from the log.
 
 Tables: ``view_generations`` (one row per build of a view: definition, hash, checkpoint, rejects),
 ``view_current`` (which generation readers use — a rebuild swaps this row, never a file),
-``view_cells`` (one row per group and bucket: serialised measure states and the position at
-which the cell last changed), ``view_locks`` (the one maintainer of each view).
+``view_cells`` (one row per level, group and bucket: serialised measure states and the position
+at which the cell last changed; level ``''`` holds the view's own buckets and all-time cells,
+``'1d'``/``'1w'``/``'1mo'`` its calendar roll-ups), ``view_locks`` (the one maintainer of each
+view), ``view_snapshots`` and ``view_history`` (history snapshots for ``as_of(position=P)``).
+
+History is copy-on-write: a snapshot at checkpoint S is one row in ``view_snapshots``; when a
+later commit overwrites a cell whose ``changed_at`` ≤ S, a trigger first copies the old row into
+``view_history``. The state at S is then, per cell, the version with the largest
+``changed_at`` ≤ S among the live row and its copies — nothing is copied at snapshot time.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ CREATE TABLE IF NOT EXISTS view_generations(
     checkpoint INTEGER NOT NULL DEFAULT 0,
     batches INTEGER NOT NULL DEFAULT 0,
     rejected TEXT NOT NULL DEFAULT '{}',
+    snapshot_at INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     PRIMARY KEY (view, generation)
 ) WITHOUT ROWID;
@@ -44,12 +52,40 @@ CREATE TABLE IF NOT EXISTS view_current(
 CREATE TABLE IF NOT EXISTS view_cells(
     view TEXT NOT NULL,
     generation INTEGER NOT NULL,
+    level TEXT NOT NULL,
     dims TEXT NOT NULL,
     bucket INTEGER NOT NULL,
     changed_at INTEGER NOT NULL,
     state BLOB NOT NULL,
-    PRIMARY KEY (view, generation, dims, bucket)
+    PRIMARY KEY (view, generation, level, dims, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_snapshots(
+    view TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    checkpoint INTEGER NOT NULL,
+    batches INTEGER NOT NULL,
+    rejected TEXT NOT NULL,
+    PRIMARY KEY (view, generation, checkpoint)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_history(
+    view TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    dims TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (view, generation, level, dims, bucket, changed_at)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS view_cells_history BEFORE UPDATE OF state ON view_cells
+WHEN old.changed_at <= (
+    SELECT snapshot_at FROM view_generations
+    WHERE view = old.view AND generation = old.generation
+)
+BEGIN
+    INSERT OR IGNORE INTO view_history(view, generation, level, dims, bucket, changed_at, state)
+    VALUES (old.view, old.generation, old.level, old.dims, old.bucket, old.changed_at, old.state);
+END;
 CREATE TABLE IF NOT EXISTS view_applied(
     id INTEGER PRIMARY KEY,
     view TEXT NOT NULL,
@@ -66,6 +102,18 @@ CREATE TABLE IF NOT EXISTS view_locks(
     acquired_at TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+# The layout of the file: an older file is a cache of an older layout, dropped and rebuilt.
+SCHEMA_VERSION: Final = 2
+TABLES: Final = (
+    "view_generations",
+    "view_current",
+    "view_cells",
+    "view_applied",
+    "view_locks",
+    "view_snapshots",
+    "view_history",
+)
+BASE_LEVEL: Final = ""
 
 
 class ViewLocked(RuntimeError):
@@ -97,6 +145,16 @@ class StoredCell:
     bucket: int
     changed_at: int
     state: bytes
+    level: str = BASE_LEVEL
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistorySnapshot:
+    """A checkpoint whose exact state the store can give back (see :meth:`ViewStore.state_at`)."""
+
+    checkpoint: int
+    batches: int
+    rejected: dict[str, Any]
 
 
 def views_path(log_path: str | os.PathLike[str]) -> str:
@@ -122,15 +180,32 @@ class ViewStore:
         self._conn.set_busy_timeout(10_000)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        with self._conn:
+        # IMMEDIATE: two processes opening a new file must not both read version 0, then race.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone() or (0,)
+            if int(version) != SCHEMA_VERSION:
+                # A file of another layout is a cache of the log like any other: start afresh.
+                self._conn.execute("DROP TRIGGER IF EXISTS view_cells_history")
+                for table in TABLES:
+                    self._conn.execute(f"DROP TABLE IF EXISTS {table}")
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._conn.execute(SCHEMA)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
-        """One read transaction: everything read inside sees the same commit."""
+        """One read transaction: everything read inside sees the same commit (inside another
+        one, that one)."""
+        if self._conn.in_transaction:
+            yield
+            return
         self._conn.execute("BEGIN")
         try:
             yield
@@ -186,9 +261,10 @@ class ViewStore:
                 "ON CONFLICT(view) DO UPDATE SET generation = excluded.generation",
                 (view, generation),
             )
-            self._conn.execute(
-                "DELETE FROM view_cells WHERE view = ? AND generation <> ?", (view, generation)
-            )
+            for table in ("view_cells", "view_snapshots", "view_history"):
+                self._conn.execute(
+                    f"DELETE FROM {table} WHERE view = ? AND generation <> ?", (view, generation)
+                )
             self._conn.execute(
                 "DELETE FROM view_generations WHERE view = ? AND generation <> ?",
                 (view, generation),
@@ -198,7 +274,14 @@ class ViewStore:
         """Remove a view and all its state (refused while another process maintains it)."""
         self.lock(view)
         with self._conn:
-            for table in ("view_cells", "view_generations", "view_current", "view_locks"):
+            for table in (
+                "view_cells",
+                "view_history",
+                "view_snapshots",
+                "view_generations",
+                "view_current",
+                "view_locks",
+            ):
                 self._conn.execute(f"DELETE FROM {table} WHERE view = ?", (view,))
 
     def set_definition(self, view: str, definition: str) -> None:
@@ -235,13 +318,18 @@ class ViewStore:
         *,
         buckets: tuple[int | None, int | None] = (None, None),
         changed_after: int | None = None,
+        level: str | None = BASE_LEVEL,
     ) -> Iterator[StoredCell]:
+        """Stored cells of one level (default: the view's own cells; ``None``: every level)."""
         low, high = buckets
         sql = (
-            "SELECT dims, bucket, changed_at, state FROM view_cells "
+            "SELECT dims, bucket, changed_at, state, level FROM view_cells "
             "WHERE view = ? AND generation = ?"
         )
         params: list[Any] = [view, generation]
+        if level is not None:
+            sql += " AND level = ?"
+            params.append(level)
         if low is not None:
             sql += " AND bucket >= ?"
             params.append(low)
@@ -252,7 +340,7 @@ class ViewStore:
             sql += " AND changed_at > ?"
             params.append(changed_after)
         for row in self._conn.execute(sql, params):
-            yield StoredCell(row[0], int(row[1]), int(row[2]), bytes(row[3]))
+            yield StoredCell(row[0], int(row[1]), int(row[2]), bytes(row[3]), row[4])
 
     def commit(
         self,
@@ -263,14 +351,22 @@ class ViewStore:
         checkpoint: int,
         batches: int,
         rejected: dict[str, Any],
+        history_every: int | None = None,
     ) -> None:
-        """Write changed cells, reject counts and the checkpoint in one transaction."""
+        """Write changed cells, reject counts and the checkpoint in one transaction.
+
+        With ``history_every``, a commit whose checkpoint reaches a multiple of it that no
+        earlier snapshot reached also records a history snapshot at ``checkpoint``.
+        """
         with self._conn:
             self._conn.executemany(
-                "INSERT INTO view_cells(view, generation, dims, bucket, changed_at, state) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(view, generation, dims, bucket) DO UPDATE "
-                "SET changed_at = excluded.changed_at, state = excluded.state",
-                [(view, generation, c.dims, c.bucket, c.changed_at, c.state) for c in cells],
+                "INSERT INTO view_cells(view, generation, level, dims, bucket, changed_at, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(view, generation, level, dims, bucket) "
+                "DO UPDATE SET changed_at = excluded.changed_at, state = excluded.state",
+                [
+                    (view, generation, c.level, c.dims, c.bucket, c.changed_at, c.state)
+                    for c in cells
+                ],
             )
             updated = self._conn.execute(
                 "UPDATE view_generations SET checkpoint = ?, batches = ?, rejected = ? "
@@ -283,8 +379,61 @@ class ViewStore:
                     "recorded (generation missing or already past it)"
                 )
             del updated
+            if history_every is not None:
+                self._snapshot(view, generation, checkpoint, batches, rejected, history_every)
             if self.before_commit is not None:
                 self.before_commit()
+
+    def _snapshot(
+        self,
+        view: str,
+        generation: int,
+        checkpoint: int,
+        batches: int,
+        rejected: dict[str, Any],
+        every: int,
+    ) -> None:
+        row = self._conn.execute(
+            "SELECT snapshot_at FROM view_generations WHERE view = ? AND generation = ?",
+            (view, generation),
+        ).fetchone()
+        if checkpoint // every <= int(row[0]) // every:
+            return
+        self._conn.execute(
+            "INSERT OR REPLACE INTO view_snapshots(view, generation, checkpoint, batches, "
+            "rejected) VALUES (?, ?, ?, ?, ?)",
+            (view, generation, checkpoint, batches, json.dumps(rejected)),
+        )
+        # From now on, overwriting a cell last changed at or before here keeps its old row.
+        self._conn.execute(
+            "UPDATE view_generations SET snapshot_at = ? WHERE view = ? AND generation = ?",
+            (checkpoint, view, generation),
+        )
+
+    def snapshots(self, view: str, generation: int) -> list[HistorySnapshot]:
+        """The history snapshots of a generation, oldest first."""
+        rows = self._conn.execute(
+            "SELECT checkpoint, batches, rejected FROM view_snapshots "
+            "WHERE view = ? AND generation = ? ORDER BY checkpoint",
+            (view, generation),
+        ).fetchall()
+        return [HistorySnapshot(int(r[0]), int(r[1]), json.loads(r[2])) for r in rows]
+
+    def state_at(self, view: str, generation: int, checkpoint: int) -> Iterator[StoredCell]:
+        """Every cell (all levels) as it was at a history snapshot's ``checkpoint``: per cell,
+        the version with the largest ``changed_at`` ≤ checkpoint, live or kept in history."""
+        rows = self._conn.execute(
+            "SELECT level, dims, bucket, max(changed_at), state FROM ("
+            " SELECT level, dims, bucket, changed_at, state FROM view_cells"
+            " WHERE view = ?1 AND generation = ?2 AND changed_at <= ?3"
+            " UNION ALL"
+            " SELECT level, dims, bucket, changed_at, state FROM view_history"
+            " WHERE view = ?1 AND generation = ?2 AND changed_at <= ?3"
+            ") GROUP BY level, dims, bucket ORDER BY level, dims, bucket",
+            (view, generation, checkpoint),
+        )
+        for row in rows:
+            yield StoredCell(row[1], int(row[2]), int(row[3]), bytes(row[4]), row[0])
 
     def size(self, view: str, generation: int) -> tuple[int, int]:
         row = self._conn.execute(

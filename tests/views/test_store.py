@@ -1,0 +1,61 @@
+"""The views file: history snapshots kept copy-on-write, and files of an older layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+
+from facta.views.store import SCHEMA_VERSION, StoredCell, ViewStore
+
+
+def commit(store: ViewStore, checkpoint: int, cells: list[StoredCell]) -> None:
+    store.commit(
+        "v", 1, cells, checkpoint=checkpoint, batches=checkpoint, rejected={}, history_every=100
+    )
+
+
+def test_a_snapshot_keeps_each_cell_as_it_was_when_later_commits_overwrite_it(
+    tmp_path: Path,
+) -> None:
+    store = ViewStore(tmp_path / "v.views.db")
+    store.create_generation("v", "hash", {})
+    commit(store, 60, [StoredCell("a", 0, 50, b"a1"), StoredCell("b", 0, 60, b"b1")])
+    commit(store, 120, [StoredCell("a", 0, 110, b"a2"), StoredCell("w", 7, 110, b"w1", "1w")])
+    commit(store, 150, [StoredCell("a", 0, 140, b"a3"), StoredCell("c", 0, 150, b"c1")])
+    commit(store, 230, [StoredCell("a", 0, 230, b"a4"), StoredCell("w", 7, 230, b"w2", "1w")])
+    # Snapshots at the first commit past each multiple of 100; none at 60 or 150.
+    assert [s.checkpoint for s in store.snapshots("v", 1)] == [120, 230]
+
+    def state(at: int) -> dict[tuple[str, str, int], bytes]:
+        return {(c.level, c.dims, c.bucket): c.state for c in store.state_at("v", 1, at)}
+
+    assert state(120) == {("", "a", 0): b"a2", ("", "b", 0): b"b1", ("1w", "w", 7): b"w1"}
+    assert state(230) == {
+        ("", "a", 0): b"a4",
+        ("", "b", 0): b"b1",
+        ("", "c", 0): b"c1",
+        ("1w", "w", 7): b"w2",
+    }
+    # Only versions some snapshot needs were kept: a3 (written and overwritten between
+    # snapshots) was not, a2 and w1 (part of the snapshot at 120) were.
+    kept = store._conn.execute("SELECT dims, state FROM view_history ORDER BY changed_at")
+    assert [(d, bytes(s)) for d, s in kept] == [("a", b"a2"), ("w", b"w1")]
+
+
+def test_a_file_of_an_older_layout_is_dropped_and_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "old.views.db"
+    conn = apsw.Connection(str(path))
+    conn.execute("CREATE TABLE view_cells(view TEXT, generation INTEGER, dims TEXT)")
+    conn.execute("INSERT INTO view_cells VALUES ('v', 1, '[]')")
+    conn.close()
+    store = ViewStore(path)
+    assert store.current("v") is None
+    assert list(store.cells("v", 1, level=None)) == []
+    version = store._conn.execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION
+    store.create_generation("v", "hash", {})
+    commit(store, 5, [StoredCell("a", 0, 5, b"x")])
+    store.close()
+    again = ViewStore(path)  # the current layout is kept as it is
+    assert [c.state for c in again.cells("v", 1)] == [b"x"]
