@@ -24,14 +24,16 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from facta.views.batch import Column
+from facta.views.batch import Column, Groups
 from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
-from facta.views.grouping import ROLLUP, Key, group_rows
+from facta.views.grouping import ROLLUP, Key, group_rows, rollup_groups
 from facta.views.measures import Batch
 from facta.views.moments import SumOverflow
-from facta.views.pipeline import BUCKET, Pipeline
-from facta.views.source import LogReader
+from facta.views.pipeline import BUCKET, Evaluated, Pipeline
+from facta.views.prefetch import PagesAhead
+from facta.views.smallbatch import Declined, evaluate_small, handles
+from facta.views.source import LogReader, Page
 from facta.views.store import StoredCell, ViewStore
 
 MAX_BATCH: Final = 50_000
@@ -62,6 +64,8 @@ class EngineSettings:
     batch_size: int = MAX_BATCH
     commit_every_events: int = MAX_BATCH
     commit_every_ms: float = 1000.0
+    # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch).
+    small_batch_events: int = 1000
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
@@ -120,6 +124,7 @@ class ViewEngine:
         self._reader = LogReader(self._log_path, view.definition.source, view.log_columns())
         self._pipeline = Pipeline(view, self._log_path)
         self._after_batch = after_batch
+        self._small = handles(view)
         self.generation = generation or 0
         self.cells: dict[Key, Cell] = {}
         self._dirty: set[Key] = set()
@@ -179,11 +184,24 @@ class ViewEngine:
 
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
-        with collector_paused():
-            page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
-            if page.events.num_rows:
-                self._fold(page.events)
-                self.batches += 1
+        page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
+        rows = page.events.num_rows
+        evaluated = None
+        if rows and self._small and rows <= self.settings.small_batch_events:
+            try:
+                evaluated = evaluate_small(self.view, page.events)
+            except Declined:
+                evaluated = None
+        if rows and evaluated is None:
+            evaluated = self._pipeline.evaluate(page.events)
+        return self._advance(page, evaluated)
+
+    def _advance(self, page: Page, evaluated: Evaluated | None) -> int:
+        """Fold an evaluated page, move the checkpoint past it and commit when it is time."""
+        if evaluated is not None:
+            with collector_paused():
+                self._fold(evaluated)
+            self.batches += 1
         moved = page.scanned > self.checkpoint
         self.checkpoint = page.scanned
         self._pending_events += page.events.num_rows
@@ -200,16 +218,32 @@ class ViewEngine:
         return int(page.events.num_rows)
 
     def run(self, *, until: int | None = None) -> int:
-        """Fold until caught up with the log head (or ``until``); return events folded."""
-        total = 0
-        while True:
-            folded = self.step(until=until)
-            total += folded
-            if folded < self.settings.batch_size:
-                break
+        """Fold until caught up with the log head (or ``until``); return events folded.
+
+        After a full first batch (a backlog), the next pages are read and evaluated by DuckDB in
+        a second thread while this one folds and commits: DuckDB and SQLite release the GIL, so
+        the two stages overlap on two cores. Each page is still folded and committed in order.
+        """
+        total = folded = self.step(until=until)
+        if folded >= self.settings.batch_size:
+            total += self._run_ahead(until)
         if self.checkpoint > self.committed:
             self.commit()
         return total
+
+    def _run_ahead(self, until: int | None) -> int:
+        ahead = PagesAhead(self._reader, self._pipeline, self.settings.batch_size)
+        ahead.start(self.checkpoint, until)
+        total = 0
+        try:
+            while True:
+                page, evaluated = ahead.next()
+                folded = self._advance(page, evaluated)
+                total += folded
+                if folded < self.settings.batch_size:
+                    return total
+        finally:
+            ahead.stop()
 
     def follow(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
         """Keep the view up to date until ``stop`` is set."""
@@ -243,8 +277,7 @@ class ViewEngine:
         self._pending_events = 0
         self._last_commit = time.monotonic()
 
-    def _fold(self, events: pa.Table) -> None:
-        evaluated = self._pipeline.evaluate(events)
+    def _fold(self, evaluated: Evaluated) -> None:
         self.rejects.add(evaluated.rejected_events, evaluated.rejected_values)
         self.rejects.add_unmatched(evaluated.unmatched)
         rows = evaluated.rows
@@ -255,22 +288,19 @@ class ViewEngine:
         columns = {
             name: self._column(rows.column(name), name) for name in self.view.measure_fields()
         }
-        if definition.bucket is None:
-            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
-        else:
-            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
-            # The all-time roll-up per group: queries without a time range read one cell.
-            self._fold_groups(rows, positions, columns, ROLLUP)
+        bucket = BUCKET if definition.bucket is not None else None
+        groups, keys = group_rows(rows, definition.dimensions, bucket)
+        self._fold_groups(groups, keys, positions, columns)
+        if bucket is not None:
+            # The all-time roll-up per group: queries without a time range read one cell. Its
+            # groups are the bucket groups' dimensions, found without grouping the rows again.
+            rollups, rollup_keys = rollup_groups(groups, keys)
+            self._fold_groups(rollups, rollup_keys, positions, columns)
 
     def _fold_groups(
-        self, rows: pa.Table, positions: Any, columns: dict[str, Column], level: int
+        self, groups: Groups, keys: list[Key], positions: Any, columns: dict[str, Column]
     ) -> None:
-        definition = self.view.definition
-        bucketed = level == BUCKET_LEVEL and definition.bucket is not None
-        groups, keys = group_rows(rows, definition.dimensions, BUCKET if bucketed else None)
-        if level == ROLLUP:
-            keys = [(dims, ROLLUP) for dims, _ in keys]
-        batch = Batch(groups, columns, positions)
+        batch = Batch(groups, columns, positions, groups.sorted_rows())
         changed = np.zeros(groups.count, dtype=np.int64)
         np.maximum.at(changed, groups.inverse, positions)
         cells = []

@@ -1,0 +1,82 @@
+"""Reading and evaluating the next pages of a view in a second thread while the engine folds.
+
+A rebuild alternates three stages per page: SQLite hands over the page, DuckDB parses and types
+it, Python and numpy fold it into the states. The first two release the GIL, so a worker thread
+can run them for page N+1 while the engine folds page N: two cores instead of one, as DuckDB's
+own baseline uses. Pages still reach the engine one at a time and in log order, and the queue
+holds at most two, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Final
+
+from facta.views.pipeline import Evaluated, Pipeline
+from facta.views.source import LogReader, Page
+
+QUEUE_PAGES: Final = 2
+_WAIT_SECONDS: Final = 0.05
+
+
+class PagesAhead:
+    """A worker that reads and evaluates pages after a position, in order, until caught up."""
+
+    def __init__(self, reader: LogReader, pipeline: Pipeline, batch_size: int) -> None:
+        self._reader = reader
+        self._pipeline = pipeline
+        self._batch_size = batch_size
+        self._queue: queue.Queue[tuple[Page, Evaluated | None] | BaseException] = queue.Queue(
+            QUEUE_PAGES
+        )
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, after: int, until: int | None) -> None:
+        self._thread = threading.Thread(
+            target=self._work, args=(after, until), name="facta-view-pages", daemon=True
+        )
+        self._thread.start()
+
+    def _work(self, after: int, until: int | None) -> None:
+        try:
+            while not self._stopped.is_set():
+                page = self._reader.read(after, self._batch_size, until=until)
+                rows = page.events.num_rows
+                evaluated = self._pipeline.evaluate(page.events) if rows else None
+                if not self._put((page, evaluated)) or rows < self._batch_size:
+                    return
+                after = page.scanned
+        except BaseException as exc:  # handed to the engine's thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: tuple[Page, Evaluated | None] | BaseException) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=_WAIT_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> tuple[Page, Evaluated | None]:
+        """The next page in log order (raises what the worker raised)."""
+        while True:
+            try:
+                item = self._queue.get(timeout=_WAIT_SECONDS)
+                break
+            except queue.Empty:
+                stopped = self._thread is None or not self._thread.is_alive()
+                if stopped and self._queue.empty():
+                    raise RuntimeError("the page reader stopped without a page") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """Stop the worker and wait for it (the reader and pipeline are the engine's again)."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
