@@ -7,6 +7,7 @@ position. Times are ISO-8601 text with an explicit offset; anything else is no t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 FIELD_SQL_TYPES: Final = {
@@ -29,7 +30,7 @@ def fragments_sql(names: list[str], source: str = "_data") -> str:
     return f"json_extract({source}, [{paths}]) AS __j"
 
 
-def json_kinds_sql(fields: dict[str, str]) -> str:
+def json_kinds_sql(fields: Mapping[str, str]) -> str:
     """Select items naming each field's JSON kind; needs ``__j`` (:func:`fragments_sql`) in scope.
 
     ``json_extract`` returns each fragment as normalised JSON text, so its first character

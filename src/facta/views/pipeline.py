@@ -74,7 +74,7 @@ def build_sql(view: CompiledView) -> str:
     """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
     definition = view.definition
     names = list(definition.fields)
-    kinds = json_kinds_sql(dict(definition.fields))
+    kinds = json_kinds_sql(definition.fields)
     typed_parts = []
     bad_parts = []
     for index, (name, declared) in enumerate(definition.fields.items()):
