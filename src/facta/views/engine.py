@@ -12,7 +12,9 @@ position at which it last changed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -31,14 +33,14 @@ from facta.views.grouping import ROLLUP, Key, group_rows, rollup_groups
 from facta.views.measures import Batch
 from facta.views.moments import SumOverflow
 from facta.views.pipeline import BUCKET, Evaluated, Pipeline
-from facta.views.prefetch import PagesAhead
+from facta.views.prefetch import CommitsBehind, PagesAhead
+from facta.views.rejects import Rejects
 from facta.views.smallbatch import Declined, evaluate_small, handles
 from facta.views.source import LogReader, Page
 from facta.views.store import StoredCell, ViewStore
 
 MAX_BATCH: Final = 50_000
 BUCKET_LEVEL: Final = 0
-KEPT_POSITIONS: Final = 100
 
 
 class ViewError(RuntimeError):
@@ -74,36 +76,6 @@ class EngineSettings:
             raise ValueError("commit_every_events must be >= 1 and commit_every_ms >= 0")
 
 
-class Rejects:
-    """Counts of rejected events and values, with the first positions of each."""
-
-    def __init__(self, saved: dict[str, Any] | None = None) -> None:
-        saved = saved or {}
-        self.events: dict[str, Any] = saved.get("events", {"count": 0, "positions": []})
-        self.values: dict[str, dict[str, Any]] = saved.get("values", {})
-        self.unmatched: dict[str, int] = saved.get("unmatched", {})
-
-    @staticmethod
-    def _add(entry: dict[str, Any], positions: np.ndarray[Any, Any]) -> None:
-        entry["count"] += int(positions.size)
-        room = KEPT_POSITIONS - len(entry["positions"])
-        if room > 0:
-            entry["positions"].extend(int(p) for p in positions[:room])
-
-    def add(self, events: np.ndarray[Any, Any], values: dict[str, np.ndarray[Any, Any]]) -> None:
-        if events.size:
-            self._add(self.events, events)
-        for field, positions in values.items():
-            self._add(self.values.setdefault(field, {"count": 0, "positions": []}), positions)
-
-    def add_unmatched(self, counts: dict[str, int]) -> None:
-        for table, count in counts.items():
-            self.unmatched[table] = self.unmatched.get(table, 0) + count
-
-    def as_json(self) -> dict[str, Any]:
-        return {"events": self.events, "values": self.values, "unmatched": self.unmatched}
-
-
 class ViewEngine:
     """Maintains one view. Take the lock with :meth:`open`; one engine per view at a time."""
 
@@ -134,6 +106,8 @@ class ViewEngine:
         self.rejects = Rejects()
         self._pending_events = 0
         self._last_commit = time.monotonic()
+        self._behind = CommitsBehind()
+        self._commit_behind = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -166,6 +140,10 @@ class ViewEngine:
         return self
 
     def close(self) -> None:
+        try:
+            self._settle()
+        finally:
+            self._behind.close()
         self._reader.close()
         self._pipeline.close()
         self.store.unlock(self.view.name)
@@ -220,13 +198,24 @@ class ViewEngine:
     def run(self, *, until: int | None = None) -> int:
         """Fold until caught up with the log head (or ``until``); return events folded.
 
-        After a full first batch (a backlog), the next pages are read and evaluated by DuckDB in
-        a second thread while this one folds and commits: DuckDB and SQLite release the GIL, so
-        the two stages overlap on two cores. Each page is still folded and committed in order.
+        After a full first batch (a backlog), the next pages are read and evaluated in a second
+        thread and commits are written in a third while this one folds (see ``prefetch``):
+        DuckDB and SQLite release the GIL, so the stages overlap on two cores. Each page is
+        still folded and committed in order, each commit in one transaction.
         """
+        backlog = (self.head() if until is None else min(until, self.head())) - self.checkpoint
+        if backlog > self.settings.batch_size and self._after_batch is None:
+            total = self._run_ahead(until)
+            if self.checkpoint > self.committed:
+                self.commit()
+            return total
         total = folded = self.step(until=until)
-        if folded >= self.settings.batch_size:
+        if folded >= self.settings.batch_size and self._after_batch is None:
             total += self._run_ahead(until)
+        while folded >= self.settings.batch_size and self._after_batch is not None:
+            # A hook sees the engine between batches: keep every stage in this thread.
+            folded = self.step(until=until)
+            total += folded
         if self.checkpoint > self.committed:
             self.commit()
         return total
@@ -235,6 +224,7 @@ class ViewEngine:
         ahead = PagesAhead(self._reader, self._pipeline, self.settings.batch_size)
         ahead.start(self.checkpoint, until)
         total = 0
+        self._commit_behind = True
         try:
             while True:
                 page, evaluated = ahead.next()
@@ -243,7 +233,15 @@ class ViewEngine:
                 if folded < self.settings.batch_size:
                     return total
         finally:
+            self._commit_behind = False
             ahead.stop()
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for a commit written behind, and count it as committed."""
+        done = self._behind.wait()
+        if done is not None:
+            self.committed = max(self.committed, done)
 
     def follow(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
         """Keep the view up to date until ``stop`` is set."""
@@ -264,18 +262,28 @@ class ViewEngine:
                 [m.dump(s) for m, s in zip(measures, cell.states, strict=True)]
             )
             cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
-        self.store.commit(
+        checkpoint = self.checkpoint
+        write = functools.partial(
+            self.store.commit,
             self.view.name,
             self.generation,
             cells,
-            checkpoint=self.checkpoint,
+            checkpoint=checkpoint,
             batches=self.batches,
-            rejected=self.rejects.as_json(),
+            rejected=copy.deepcopy(self.rejects.as_json()),
         )
         self._dirty.clear()
-        self.committed = self.checkpoint
         self._pending_events = 0
         self._last_commit = time.monotonic()
+        if self._commit_behind:
+            # The cells are already serialised: folding the next page cannot change them.
+            done = self._behind.submit(write, checkpoint)
+            if done is not None:
+                self.committed = max(self.committed, done)
+            return
+        self._settle()
+        write()
+        self.committed = checkpoint
 
     def _fold(self, evaluated: Evaluated) -> None:
         self.rejects.add(evaluated.rejected_events, evaluated.rejected_values)

@@ -1,16 +1,20 @@
-"""Reading and evaluating the next pages of a view in a second thread while the engine folds.
+"""Overlapping a rebuild's stages: pages read ahead, commits written behind, in other threads.
 
-A rebuild alternates three stages per page: SQLite hands over the page, DuckDB parses and types
-it, Python and numpy fold it into the states. The first two release the GIL, so a worker thread
-can run them for page N+1 while the engine folds page N: two cores instead of one, as DuckDB's
-own baseline uses. Pages still reach the engine one at a time and in log order, and the queue
-holds at most two, so memory stays bounded.
+A rebuild alternates four stages per page: SQLite hands over the page, DuckDB parses and types
+it, Python and numpy fold it into the states, SQLite writes the changed cells. SQLite and DuckDB
+release the GIL, so while the engine folds page N a worker reads and evaluates page N+1
+(:class:`PagesAhead`) and another writes the commit of page N-1 (:class:`CommitsBehind`): two
+cores instead of one, as DuckDB's own baseline uses. Pages reach the engine one at a time and in
+log order, at most two wait, and at most one commit is in flight; each commit still writes its
+cells and its checkpoint in one transaction, so crash safety is unchanged.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
 from facta.views.pipeline import Evaluated, Pipeline
@@ -18,6 +22,8 @@ from facta.views.source import LogReader, Page
 
 QUEUE_PAGES: Final = 2
 _WAIT_SECONDS: Final = 0.05
+# A commit waits at most the store's busy timeout (10 s) per statement; this bounds the whole.
+_COMMIT_TIMEOUT_SECONDS: Final = 300.0
 
 
 class PagesAhead:
@@ -80,3 +86,34 @@ class PagesAhead:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+class CommitsBehind:
+    """One commit at a time written by a second thread; the next waits for the one before."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Future[None], int] | None = None
+
+    def submit(self, write: Callable[[], None], checkpoint: int) -> int | None:
+        """Start ``write`` (which commits ``checkpoint``); return the checkpoint committed before
+        it, if one was still in flight (raising what that commit raised)."""
+        done = self.wait()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="facta-view-commit")
+        self._inflight = (self._executor.submit(write), checkpoint)
+        return done
+
+    def wait(self) -> int | None:
+        """Wait for the commit in flight; return its checkpoint (None if there was none)."""
+        if self._inflight is None:
+            return None
+        future, checkpoint = self._inflight
+        self._inflight = None
+        future.result(timeout=_COMMIT_TIMEOUT_SECONDS)
+        return checkpoint
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

@@ -126,7 +126,12 @@ def evaluate_small(view: CompiledView, page: pa.Table) -> Evaluated:
     starts: list[int | None] = [0] * len(positions)
     rejected_events: list[int] = []
     if bucket is not None:
-        starts = [_bucket(t, bucket.width, bucket.timezone) for t in values[bucket.field]]
+        # Events of a page often share a time (hourly data): each spelling is read once.
+        known: dict[Any, int | None] = {}
+        for text in values[bucket.field]:
+            if text not in known:
+                known[text] = _bucket(text, bucket.width, bucket.timezone)
+        starts = [known[t] for t in values[bucket.field]]
         rejected_events = [p for p, s in zip(positions, starts, strict=True) if s is None]
     keep = [s is not None for s in starts]
     columns: dict[str, pa.Array] = {
