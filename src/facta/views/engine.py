@@ -97,6 +97,8 @@ class ViewEngine:
         self._pipeline = Pipeline(view, self._log_path)
         self._after_batch = after_batch
         self._small = handles(view)
+        self.small_pages = 0  # pages evaluated without DuckDB, and pages that path declined
+        self.declined_pages = 0
         self.generation = generation or 0
         self.cells: dict[Key, Cell] = {}
         self._dirty: set[Key] = set()
@@ -163,16 +165,21 @@ class ViewEngine:
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
         page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
+        return self._advance(page, self._evaluate(page))
+
+    def _evaluate(self, page: Page) -> Evaluated | None:
+        """A page through the small-page path if it is small enough and allowed, else DuckDB."""
         rows = page.events.num_rows
-        evaluated = None
-        if rows and self._small and rows <= self.settings.small_batch_events:
+        if rows == 0:
+            return None
+        if self._small and rows <= self.settings.small_batch_events:
             try:
                 evaluated = evaluate_small(self.view, page.events)
+                self.small_pages += 1
+                return evaluated
             except Declined:
-                evaluated = None
-        if rows and evaluated is None:
-            evaluated = self._pipeline.evaluate(page.events)
-        return self._advance(page, evaluated)
+                self.declined_pages += 1
+        return self._pipeline.evaluate(page.events)
 
     def _advance(self, page: Page, evaluated: Evaluated | None) -> int:
         """Fold an evaluated page, move the checkpoint past it and commit when it is time."""
@@ -221,7 +228,7 @@ class ViewEngine:
         return total
 
     def _run_ahead(self, until: int | None) -> int:
-        ahead = PagesAhead(self._reader, self._pipeline, self.settings.batch_size)
+        ahead = PagesAhead(self._reader, self._evaluate, self.settings.batch_size)
         ahead.start(self.checkpoint, until)
         total = 0
         self._commit_behind = True

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
-from facta.views.pipeline import Evaluated, Pipeline
+from facta.views.pipeline import Evaluated
 from facta.views.source import LogReader, Page
 
 QUEUE_PAGES: Final = 2
@@ -29,9 +29,14 @@ _COMMIT_TIMEOUT_SECONDS: Final = 300.0
 class PagesAhead:
     """A worker that reads and evaluates pages after a position, in order, until caught up."""
 
-    def __init__(self, reader: LogReader, pipeline: Pipeline, batch_size: int) -> None:
+    def __init__(
+        self,
+        reader: LogReader,
+        evaluate: Callable[[Page], Evaluated | None],
+        batch_size: int,
+    ) -> None:
         self._reader = reader
-        self._pipeline = pipeline
+        self._evaluate = evaluate
         self._batch_size = batch_size
         self._queue: queue.Queue[tuple[Page, Evaluated | None] | BaseException] = queue.Queue(
             QUEUE_PAGES
@@ -50,7 +55,7 @@ class PagesAhead:
             while not self._stopped.is_set():
                 page = self._reader.read(after, self._batch_size, until=until)
                 rows = page.events.num_rows
-                evaluated = self._pipeline.evaluate(page.events) if rows else None
+                evaluated = self._evaluate(page)
                 if not self._put((page, evaluated)) or rows < self._batch_size:
                     return
                 after = page.scanned
