@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+import apsw
 import numpy as np
 
 from facta.log import LogConfig, NewEvent, SqliteLog, StreamAppend
@@ -66,7 +67,8 @@ def _maintainer(log_path: str, out: str, stop_file: str) -> None:
         Path(out + ".ready").write_text("ready")
         cpu, wall = time.process_time(), time.monotonic()
         while not stop.is_set():
-            folded = engine.run()
+            # Between appends only a PRAGMA is polled; a commit to the log starts a run.
+            folded = engine.run() if engine.log_changed() else 0
             largest = max(largest, folded)
             if folded == 0:
                 if os.path.exists(stop_file):
@@ -77,18 +79,29 @@ def _maintainer(log_path: str, out: str, stop_file: str) -> None:
 
 
 def _observer(log_path: str, out: str, stop_file: str) -> None:
-    from facta.views.store import ViewStore, views_path
+    from facta.views.store import views_path
 
-    store = ViewStore(views_path(log_path))
+    # A reader of its own, as a dashboard would be: it reads the committed checkpoint when the
+    # views file has changed (PRAGMA data_version), polling no faster than every millisecond.
+    conn: Any = apsw.Connection(views_path(log_path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(5000)
+    query = (
+        "SELECT g.checkpoint FROM view_current c JOIN view_generations g "
+        "ON g.view = c.view AND g.generation = c.generation WHERE c.view = 'bench'"
+    )
     seen: list[tuple[int, float]] = []
-    last = -1
+    last, version = -1, -1
     while not os.path.exists(stop_file):
-        current = store.current("bench")
-        checkpoint = -1 if current is None else current.checkpoint
-        if checkpoint != last:
-            seen.append((checkpoint, time.monotonic()))
-            last = checkpoint
+        now = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if now != version:
+            version = now
+            row = conn.execute(query).fetchone()
+            checkpoint = -1 if row is None else int(row[0])
+            if checkpoint != last:
+                seen.append((checkpoint, time.monotonic()))
+                last = checkpoint
         time.sleep(POLL_SECONDS)
+    conn.close()
     Path(out).write_text(json.dumps(seen))
 
 

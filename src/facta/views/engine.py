@@ -109,6 +109,7 @@ class ViewEngine:
         self._pending_events = 0
         self._last_commit = time.monotonic()
         self._behind = CommitsBehind()
+        self._log_version = -1
         self._commit_behind = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -253,8 +254,15 @@ class ViewEngine:
     def follow(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
         """Keep the view up to date until ``stop`` is set."""
         while not stop.is_set():
-            if self.run() == 0:
+            if not self.log_changed() or self.run() == 0:
                 stop.wait(poll_seconds)
+
+    def log_changed(self) -> bool:
+        """Whether another connection committed to the log since the last call (True at first)."""
+        version = self._reader.data_version()
+        changed = version != self._log_version
+        self._log_version = version
+        return changed
 
     def commit(self) -> None:
         with collector_paused():
