@@ -30,6 +30,7 @@ from facta.views import (
     open_snapshot,
     views_path,
 )
+from facta.views.engine import MAX_BATCH
 from facta.views.shapes import groups
 from tests.views.conftest import FAST, flights_view
 from tests.views.flights import FLIGHT_FIELDS, append_flights, flight_rows
@@ -39,16 +40,30 @@ NEW_YORK = ZoneInfo("America/New_York")
 QUANTILE_RANKS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
 
-def build(log_path: Path, table: dict[str, Any], segments: list[tuple[int, int]]) -> ViewSnapshot:
+# Every oracle check runs twice: with DuckDB evaluating every page, and with the small-page path
+# (smallbatch.py) forced on every page, however large — the condition for having that path.
+PATHS = pytest.mark.parametrize("small", [0, MAX_BATCH], ids=["duckdb", "small-path"])
+
+
+def build(
+    log_path: Path, table: dict[str, Any], segments: list[tuple[int, int]], small: int = 0
+) -> ViewSnapshot:
     """Build a view in segments, each (up to position, batch size), reopening between them."""
     name = table["name"]
     view = compile_view(load_definition(name, {k: v for k, v in table.items() if k != "name"}))
     store = ViewStore(views_path(log_path))
+    store.drop(name)
     for until, batch in segments:
-        settings = EngineSettings(batch_size=batch, commit_every_events=max(batch, 100))
+        settings = EngineSettings(
+            batch_size=batch, commit_every_events=max(batch, 100), small_batch_events=small
+        )
         with ViewEngine(log_path, view, store, settings).open() as engine:
+            batches = engine.batches
             engine.run(until=until)
             assert engine.checkpoint == until or until > engine.checkpoint >= 0
+            if small:  # every page of the segment went through the small-page path
+                assert engine.small_pages == engine.batches - batches > 0
+                assert engine.declined_pages == 0
     return open_snapshot(store, name)
 
 
@@ -72,8 +87,9 @@ def close(a: float | None, b: float | None, scale: float) -> bool:
     return abs(a - b) <= 1e-9 * max(scale, 1.0)
 
 
+@PATHS
 def test_exact_measures_match_hand_written_sql(
-    subset_log: tuple[Path, list[dict[str, Any]]],
+    subset_log: tuple[Path, list[dict[str, Any]]], small: int
 ) -> None:
     path, _ = subset_log
     rng = random.Random(9)
@@ -82,7 +98,7 @@ def test_exact_measures_match_hand_written_sql(
     while position < 20_000:
         position = min(20_000, position + rng.randint(500, 6000))
         segments.append((position, rng.choice([250, 1000, 4000, 50_000])))
-    snapshot = build(path, flights_view("delays"), segments)
+    snapshot = build(path, flights_view("delays"), segments, small)
     assert snapshot.info.batches >= 30 + 50 + 40  # 30 batches of one, 53 of seven, 47 of 13, …
     facta_rows = groups(snapshot, per_bucket=True).to_pylist()
     mine = {
@@ -119,9 +135,12 @@ def test_exact_measures_match_hand_written_sql(
         assert found["planes_lower"] <= expected["planes"] <= found["planes_upper"]
 
 
-def test_exact_measures_match_pandas(subset_log: tuple[Path, list[dict[str, Any]]]) -> None:
+@PATHS
+def test_exact_measures_match_pandas(
+    subset_log: tuple[Path, list[dict[str, Any]]], small: int
+) -> None:
     path, rows = subset_log
-    snapshot = build(path, flights_view("panda"), [(20_000, 4096)])
+    snapshot = build(path, flights_view("panda"), [(20_000, 4096)], small)
     frame = pd.DataFrame(rows)
     frame["local_day"] = (
         pd.to_datetime(frame["time_hour"], utc=True).dt.tz_convert(NEW_YORK).dt.date
@@ -270,21 +289,23 @@ def sketch_failures(
     return failures
 
 
+@PATHS
 def test_sketches_stay_within_their_promised_error(
-    year_log: Path, year_oracle: dict[str, Any]
+    year_log: Path, year_oracle: dict[str, Any], small: int
 ) -> None:
-    snapshot = build(year_log, sketch_view("sketches", **NOMINAL), [(336_776, 50_000)])
+    snapshot = build(year_log, sketch_view("sketches", **NOMINAL), [(336_776, 50_000)], small)
     assert snapshot.plan(0, None)[0][0] == "1mo"  # a range reads month roll-ups
     assert sketch_failures(snapshot, year_oracle, 0, rollups=False) == []  # daily buckets
     assert sketch_failures(snapshot, year_oracle, start=0) == []  # month roll-ups
     assert sketch_failures(snapshot, year_oracle, start=None) == []  # all-time roll-ups
 
 
+@PATHS
 def test_the_oracle_fails_views_built_with_tiny_sketches(
-    year_log: Path, year_oracle: dict[str, Any]
+    year_log: Path, year_oracle: dict[str, Any], small: int
 ) -> None:
     tiny = sketch_view("tiny", k=8, lg_k=4, lg_max_map=3)
-    snapshot = build(year_log, tiny, [(336_776, 50_000)])
+    snapshot = build(year_log, tiny, [(336_776, 50_000)], small)
     for start, rollups in ((0, False), (0, True), (None, True)):
         failures = sketch_failures(snapshot, year_oracle, start, rollups)
         kinds = {failure.split(":")[0] for failure in failures}

@@ -38,6 +38,10 @@ class Groups:
     def single(rows: int) -> Groups:
         return Groups(np.zeros(rows, dtype=np.int64), 1 if rows else 0)
 
+    def sorted_rows(self) -> Ints:
+        """Every row, ordered by group and, within a group, by row (a stable sort)."""
+        return np.argsort(self.inverse, kind="stable").astype(np.int64)
+
     def sizes(self, mask: Bools | None = None) -> Ints:
         """Rows per group (only rows where ``mask`` is true, if given)."""
         codes = self.inverse if mask is None else self.inverse[mask]
@@ -120,11 +124,16 @@ class Segments:
     starts: Ints
 
     @staticmethod
-    def of(groups: Groups, mask: Bools) -> Segments:
-        rows = np.flatnonzero(mask)
-        codes = groups.inverse[rows]
-        order = np.argsort(codes, kind="stable")
-        rows = rows[order]
+    def of(groups: Groups, mask: Bools, order: Ints | None = None) -> Segments:
+        """Segments of the rows where ``mask`` holds; ``order`` is ``groups.sorted_rows()``,
+        if known (one stable sort serves every column of a batch)."""
+        if order is None:
+            rows = np.flatnonzero(mask)
+            codes = groups.inverse[rows]
+            rows = rows[np.argsort(codes, kind="stable")]
+        else:
+            rows = order[mask[order]]
+            codes = groups.inverse[rows]
         counts = np.bincount(codes, minlength=groups.count)
         starts = np.zeros(groups.count + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])

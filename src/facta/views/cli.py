@@ -252,8 +252,18 @@ def bench_command(
     rounds: Annotated[int, typer.Option(help="Alternating pairs per rebuild case.")] = 3,
     limit: Annotated[int | None, typer.Option(help="Use only the first N flights.")] = None,
     queries: Annotated[int, typer.Option(help="Queries per query case.")] = 200,
+    live_seconds: Annotated[
+        float, typer.Option(help="Seconds of 100 appends of 50 events a second (live latency).")
+    ] = 60.0,
 ) -> None:
     """Benchmark view rebuilds against a same-run DuckDB baseline, and query latency."""
     from facta.views.bench import print_line, run_bench
 
-    run_bench(print_line, copies=copies, rounds=rounds, limit=limit, queries=queries)
+    run_bench(
+        print_line,
+        copies=copies,
+        rounds=rounds,
+        limit=limit,
+        queries=queries,
+        live_seconds=live_seconds,
+    )

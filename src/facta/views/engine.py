@@ -12,7 +12,9 @@ position at which it last changed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -24,21 +26,23 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from facta.views.batch import Column
+from facta.views.batch import Column, Groups
 from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
-from facta.views.grouping import ROLLUP, Key, group_rows
+from facta.views.grouping import ROLLUP, Key, group_rows, rollup_groups
 from facta.views.measures import Batch
 from facta.views.moments import SumOverflow
-from facta.views.pipeline import BUCKET, Pipeline
+from facta.views.pipeline import BUCKET, Evaluated, Pipeline
+from facta.views.prefetch import CommitsBehind, PagesAhead
+from facta.views.rejects import Rejects
 from facta.views.rollups import Rollups
-from facta.views.source import LogReader
+from facta.views.smallbatch import Declined, evaluate_small, handles
+from facta.views.source import LogReader, Page
 from facta.views.store import StoredCell, ViewStore
 
 MAX_BATCH: Final = 50_000
 HISTORY_EVERY: Final = 1_000_000
 BUCKET_LEVEL: Final = 0
-KEPT_POSITIONS: Final = 100
 
 
 class ViewError(RuntimeError):
@@ -66,6 +70,8 @@ class EngineSettings:
     commit_every_ms: float = 1000.0
     # A history snapshot (for as_of(position=P)) at the first commit past each multiple.
     history_every: int = HISTORY_EVERY
+    # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch).
+    small_batch_events: int = 1000
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
@@ -74,36 +80,6 @@ class EngineSettings:
             raise ValueError("commit_every_events must be >= 1 and commit_every_ms >= 0")
         if self.history_every < 1:
             raise ValueError(f"history_every must be >= 1, found {self.history_every}")
-
-
-class Rejects:
-    """Counts of rejected events and values, with the first positions of each."""
-
-    def __init__(self, saved: dict[str, Any] | None = None) -> None:
-        saved = saved or {}
-        self.events: dict[str, Any] = saved.get("events", {"count": 0, "positions": []})
-        self.values: dict[str, dict[str, Any]] = saved.get("values", {})
-        self.unmatched: dict[str, int] = saved.get("unmatched", {})
-
-    @staticmethod
-    def _add(entry: dict[str, Any], positions: np.ndarray[Any, Any]) -> None:
-        entry["count"] += int(positions.size)
-        room = KEPT_POSITIONS - len(entry["positions"])
-        if room > 0:
-            entry["positions"].extend(int(p) for p in positions[:room])
-
-    def add(self, events: np.ndarray[Any, Any], values: dict[str, np.ndarray[Any, Any]]) -> None:
-        if events.size:
-            self._add(self.events, events)
-        for field, positions in values.items():
-            self._add(self.values.setdefault(field, {"count": 0, "positions": []}), positions)
-
-    def add_unmatched(self, counts: dict[str, int]) -> None:
-        for table, count in counts.items():
-            self.unmatched[table] = self.unmatched.get(table, 0) + count
-
-    def as_json(self) -> dict[str, Any]:
-        return {"events": self.events, "values": self.values, "unmatched": self.unmatched}
 
 
 class ViewEngine:
@@ -126,6 +102,9 @@ class ViewEngine:
         self._reader = LogReader(self._log_path, view.definition.source, view.log_columns())
         self._pipeline = Pipeline(view, self._log_path)
         self._after_batch = after_batch
+        self._small = handles(view)
+        self.small_pages = 0  # pages evaluated without DuckDB, and pages that path declined
+        self.declined_pages = 0
         self.generation = generation or 0
         self.cells: dict[Key, Cell] = {}
         self._dirty: set[Key] = set()
@@ -136,6 +115,9 @@ class ViewEngine:
         self.rejects = Rejects()
         self._pending_events = 0
         self._last_commit = time.monotonic()
+        self._behind = CommitsBehind()
+        self._log_version = -1
+        self._commit_behind = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -169,6 +151,10 @@ class ViewEngine:
         return self
 
     def close(self) -> None:
+        try:
+            self._settle()
+        finally:
+            self._behind.close()
         self._reader.close()
         self._pipeline.close()
         self.store.unlock(self.view.name)
@@ -187,11 +173,29 @@ class ViewEngine:
 
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
-        with collector_paused():
-            page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
-            if page.events.num_rows:
-                self._fold(page.events)
-                self.batches += 1
+        page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
+        return self._advance(page, self._evaluate(page))
+
+    def _evaluate(self, page: Page) -> Evaluated | None:
+        """A page through the small-page path if it is small enough and allowed, else DuckDB."""
+        rows = page.events.num_rows
+        if rows == 0:
+            return None
+        if self._small and rows <= self.settings.small_batch_events:
+            try:
+                evaluated = evaluate_small(self.view, page.events)
+                self.small_pages += 1
+                return evaluated
+            except Declined:
+                self.declined_pages += 1
+        return self._pipeline.evaluate(page.events)
+
+    def _advance(self, page: Page, evaluated: Evaluated | None) -> int:
+        """Fold an evaluated page, move the checkpoint past it and commit when it is time."""
+        if evaluated is not None:
+            with collector_paused():
+                self._fold(evaluated)
+            self.batches += 1
         moved = page.scanned > self.checkpoint
         self.checkpoint = page.scanned
         self._pending_events += page.events.num_rows
@@ -208,22 +212,65 @@ class ViewEngine:
         return int(page.events.num_rows)
 
     def run(self, *, until: int | None = None) -> int:
-        """Fold until caught up with the log head (or ``until``); return events folded."""
-        total = 0
-        while True:
+        """Fold until caught up with the log head (or ``until``); return events folded.
+
+        After a full first batch (a backlog), the next pages are read and evaluated in a second
+        thread and commits are written in a third while this one folds (see ``prefetch``):
+        DuckDB and SQLite release the GIL, so the stages overlap on two cores. Each page is
+        still folded and committed in order, each commit in one transaction.
+        """
+        backlog = (self.head() if until is None else min(until, self.head())) - self.checkpoint
+        if backlog > self.settings.batch_size and self._after_batch is None:
+            total = self._run_ahead(until)
+            if self.checkpoint > self.committed:
+                self.commit()
+            return total
+        total = folded = self.step(until=until)
+        if folded >= self.settings.batch_size and self._after_batch is None:
+            total += self._run_ahead(until)
+        while folded >= self.settings.batch_size and self._after_batch is not None:
+            # A hook sees the engine between batches: keep every stage in this thread.
             folded = self.step(until=until)
             total += folded
-            if folded < self.settings.batch_size:
-                break
         if self.checkpoint > self.committed:
             self.commit()
         return total
 
+    def _run_ahead(self, until: int | None) -> int:
+        ahead = PagesAhead(self._reader, self._evaluate, self.settings.batch_size)
+        ahead.start(self.checkpoint, until)
+        total = 0
+        self._commit_behind = True
+        try:
+            while True:
+                page, evaluated = ahead.next()
+                folded = self._advance(page, evaluated)
+                total += folded
+                if folded < self.settings.batch_size:
+                    return total
+        finally:
+            self._commit_behind = False
+            ahead.stop()
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for a commit written behind, and count it as committed."""
+        done = self._behind.wait()
+        if done is not None:
+            self.committed = max(self.committed, done)
+
     def follow(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
         """Keep the view up to date until ``stop`` is set."""
         while not stop.is_set():
-            if self.run() == 0:
+            if not self.log_changed() or self.run() == 0:
                 stop.wait(poll_seconds)
+
+    def log_changed(self) -> bool:
+        """Whether another connection committed to the log since the last call (True at first)."""
+        version = self._reader.data_version()
+        changed = version != self._log_version
+        self._log_version = version
+        return changed
 
     def commit(self) -> None:
         with collector_paused():
@@ -240,22 +287,31 @@ class ViewEngine:
             cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
         # Calendar roll-ups above the changed buckets, in the same transaction.
         cells += self._rollups.refresh(self.cells, self._dirty)
-        self.store.commit(
+        checkpoint = self.checkpoint
+        write = functools.partial(
+            self.store.commit,
             self.view.name,
             self.generation,
             cells,
-            checkpoint=self.checkpoint,
+            checkpoint=checkpoint,
             batches=self.batches,
-            rejected=self.rejects.as_json(),
+            rejected=copy.deepcopy(self.rejects.as_json()),
             history_every=self.settings.history_every,
         )
         self._dirty.clear()
-        self.committed = self.checkpoint
         self._pending_events = 0
         self._last_commit = time.monotonic()
+        if self._commit_behind:
+            # The cells are already serialised: folding the next page cannot change them.
+            done = self._behind.submit(write, checkpoint)
+            if done is not None:
+                self.committed = max(self.committed, done)
+            return
+        self._settle()
+        write()
+        self.committed = checkpoint
 
-    def _fold(self, events: pa.Table) -> None:
-        evaluated = self._pipeline.evaluate(events)
+    def _fold(self, evaluated: Evaluated) -> None:
         self.rejects.add(evaluated.rejected_events, evaluated.rejected_values)
         self.rejects.add_unmatched(evaluated.unmatched)
         rows = evaluated.rows
@@ -266,22 +322,19 @@ class ViewEngine:
         columns = {
             name: self._column(rows.column(name), name) for name in self.view.measure_fields()
         }
-        if definition.bucket is None:
-            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
-        else:
-            self._fold_groups(rows, positions, columns, BUCKET_LEVEL)
-            # The all-time roll-up per group: queries without a time range read one cell.
-            self._fold_groups(rows, positions, columns, ROLLUP)
+        bucket = BUCKET if definition.bucket is not None else None
+        groups, keys = group_rows(rows, definition.dimensions, bucket)
+        self._fold_groups(groups, keys, positions, columns)
+        if bucket is not None:
+            # The all-time roll-up per group: queries without a time range read one cell. Its
+            # groups are the bucket groups' dimensions, found without grouping the rows again.
+            rollups, rollup_keys = rollup_groups(groups, keys)
+            self._fold_groups(rollups, rollup_keys, positions, columns)
 
     def _fold_groups(
-        self, rows: pa.Table, positions: Any, columns: dict[str, Column], level: int
+        self, groups: Groups, keys: list[Key], positions: Any, columns: dict[str, Column]
     ) -> None:
-        definition = self.view.definition
-        bucketed = level == BUCKET_LEVEL and definition.bucket is not None
-        groups, keys = group_rows(rows, definition.dimensions, BUCKET if bucketed else None)
-        if level == ROLLUP:
-            keys = [(dims, ROLLUP) for dims, _ in keys]
-        batch = Batch(groups, columns, positions)
+        batch = Batch(groups, columns, positions, groups.sorted_rows())
         changed = np.zeros(groups.count, dtype=np.int64)
         np.maximum.at(changed, groups.inverse, positions)
         cells = []

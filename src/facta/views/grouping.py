@@ -72,3 +72,13 @@ def group_rows(
         start = int(labels[ndims][row[ndims]]) if bucket is not None else 0
         keys.append((dims_text(values), start))
     return Groups(inverse.reshape(-1).astype(np.int64), len(keys)), keys
+
+
+def rollup_groups(groups: Groups, keys: list[Key]) -> tuple[Groups, list[Key]]:
+    """The all-time roll-up groups of bucketed groups: one per distinct dimension values."""
+    index: dict[str, int] = {}
+    parent = np.fromiter(
+        (index.setdefault(dims, len(index)) for dims, _ in keys), dtype=np.int64, count=len(keys)
+    )
+    inverse = parent[groups.inverse] if groups.inverse.size else groups.inverse
+    return Groups(inverse, len(index)), [(dims, ROLLUP) for dims in index]

@@ -49,6 +49,11 @@ class Batch:
     groups: Groups
     columns: Mapping[str, Column]
     positions: Ints
+    order: Ints | None = None  # ``groups.sorted_rows()``, shared by the measures that sort
+
+    def segments(self, column: Column) -> Segments:
+        """The column's present rows, segment by segment (group by group)."""
+        return Segments.of(self.groups, column.present, self.order)
 
 
 class Measure:
@@ -317,7 +322,7 @@ class Quantiles(Measure):
 
     def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
         column = self.column(batch)
-        segments = Segments.of(batch.groups, column.present)
+        segments = batch.segments(column)
         ordered = column.values[segments.rows].astype(np.float64)
         for g in np.flatnonzero(np.diff(segments.starts)).tolist():
             states[g].update(ordered[segments.starts[g] : segments.starts[g + 1]])

@@ -74,7 +74,7 @@ def build_sql(view: CompiledView) -> str:
     """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
     definition = view.definition
     names = list(definition.fields)
-    kinds = json_kinds_sql(names)
+    kinds = json_kinds_sql(definition.fields)
     typed_parts = []
     bad_parts = []
     for index, (name, declared) in enumerate(definition.fields.items()):
@@ -123,7 +123,7 @@ WITH src AS (
     SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM enriched
 )
 SELECT {", ".join(output_columns(view))}, {bucket_sql} AS {BUCKET}
-FROM extracted ORDER BY _position
+FROM extracted{" ORDER BY _position" if definition.enrich else ""}
 """
 
 

@@ -61,13 +61,15 @@ class ReferenceTable:
         identity = [f'"{k}"' for k in table.key]
         if table.time is not None:
             typed.append(f'{iso_time_sql(chr(34) + table.time + chr(34))} AS "__time"')
+        kinds = json_kinds_sql(table.fields)
+        kinds = ", " + kinds if kinds else ""
         names_sql = ", ".join(f"'{t}'" for t in table.delete_types)
         deletes = f"type IN ({names_sql})" if names_sql else "false"
         return f"""
 WITH fragments AS (
     SELECT position, type, {fragments_sql(names, "CAST(data AS JSON)")} FROM ref_page
 ), kinds AS (
-    SELECT *, {json_kinds_sql(names)} FROM fragments
+    SELECT *{kinds} FROM fragments
 ), typed AS (
     SELECT position, {deletes} AS __delete, {", ".join(typed[: len(names)])}
     FROM kinds

@@ -1,0 +1,176 @@
+"""``view_live_latency``: how long a committed event takes to show in a view, across processes.
+
+Three processes: a writer appends ``size`` flight events ``rate`` times a second and notes the
+moment each append returned; the maintainer follows the log (one view, the bench view); an
+observer polls the view's committed checkpoint every millisecond (no faster) and notes when it
+moved. Latency is, per append, the first observed moment the checkpoint covered its last
+position minus the moment the append returned. ``time.monotonic`` is one clock for every
+process on the machine. The maintainer also reports its CPU use and the largest page it read
+(the backlog it ever had to catch up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import apsw
+import numpy as np
+
+from facta.log import LogConfig, NewEvent, SqliteLog, StreamAppend
+
+POLL_SECONDS: Final = 0.001
+
+
+def _writer(log_path: str, out: str, seconds: float, rate: int, size: int) -> None:
+    from facta.views.bench import BENCH_VIEW, flights
+
+    rows = flights()
+    fields = list(BENCH_VIEW["fields"])
+    sent: list[tuple[int, float]] = []
+    with SqliteLog(log_path, LogConfig(durability="normal")) as log:
+        start = time.monotonic()
+        for tick in range(int(seconds * rate)):
+            due = start + tick / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            streams: dict[str, list[NewEvent]] = {}
+            for offset in range(size):
+                row = rows[(tick * size + offset) % len(rows)]
+                name = f"flight-{row['carrier']}{row['flight']}-{row['month']}-{row['day']}"
+                data = {k: row[k] for k in fields}
+                streams.setdefault(name, []).append(NewEvent(type="FlightDeparted", data=data))
+            log.append_many_sync([StreamAppend(s, e) for s, e in streams.items()])
+            sent.append((log.head_sync(), time.monotonic()))
+    Path(out).write_text(json.dumps(sent))
+
+
+def _maintainer(log_path: str, out: str, stop_file: str) -> None:
+    from facta.views.bench import BENCH_VIEW
+    from facta.views.compile import compile_view
+    from facta.views.definition import load_definition
+    from facta.views.engine import ViewEngine
+    from facta.views.store import ViewStore, views_path
+
+    view = compile_view(load_definition("bench", BENCH_VIEW))
+    store = ViewStore(views_path(log_path))
+    largest = 0
+    stop = threading.Event()
+    with ViewEngine(log_path, view, store).open() as engine:
+        Path(out + ".ready").write_text("ready")
+        cpu, wall = time.process_time(), time.monotonic()
+        while not stop.is_set():
+            # Between appends only a PRAGMA is polled; a commit to the log starts a run.
+            folded = engine.run() if engine.log_changed() else 0
+            largest = max(largest, folded)
+            if folded == 0:
+                if os.path.exists(stop_file):
+                    stop.set()
+                time.sleep(POLL_SECONDS)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    Path(out).write_text(json.dumps({"cpu_percent": 100 * cpu / wall, "backlog": largest}))
+
+
+def _observer(log_path: str, out: str, stop_file: str) -> None:
+    from facta.views.store import views_path
+
+    # A reader of its own, as a dashboard would be: it reads the committed checkpoint when the
+    # views file has changed (PRAGMA data_version), polling no faster than every millisecond.
+    conn: Any = apsw.Connection(views_path(log_path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(5000)
+    query = (
+        "SELECT g.checkpoint FROM view_current c JOIN view_generations g "
+        "ON g.view = c.view AND g.generation = c.generation WHERE c.view = 'bench'"
+    )
+    seen: list[tuple[int, float]] = []
+    last, version = -1, -1
+    while not os.path.exists(stop_file):
+        now = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if now != version:
+            version = now
+            row = conn.execute(query).fetchone()
+            checkpoint = -1 if row is None else int(row[0])
+            if checkpoint != last:
+                seen.append((checkpoint, time.monotonic()))
+                last = checkpoint
+        time.sleep(POLL_SECONDS)
+    conn.close()
+    Path(out).write_text(json.dumps(seen))
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "facta.views.bench_live", *args])
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.01)
+
+
+def live_latency(
+    directory: Path, seconds: float, rate: int = 100, size: int = 50
+) -> dict[str, Any]:
+    """Run the three processes for ``seconds`` and summarise the latencies."""
+    log_path = str(directory / "live.db")
+    with SqliteLog(log_path, LogConfig(durability="normal")):
+        pass
+    stop_file = str(directory / "live.stop")
+    files = {role: str(directory / f"live.{role}.json") for role in ("w", "m", "o")}
+    maintainer = _spawn("maintainer", log_path, files["m"], stop_file)
+    _wait_for(Path(files["m"] + ".ready"), 60)
+    observer = _spawn("observer", log_path, files["o"], stop_file)
+    writer = _spawn("writer", log_path, files["w"], str(seconds), str(rate), str(size))
+    try:
+        writer.wait(timeout=seconds * 3 + 60)
+        time.sleep(0.5)  # let the view show the last append
+    finally:
+        Path(stop_file).write_text("stop")
+        for process in (maintainer, observer, writer):
+            process.wait(timeout=60)
+    sent = json.loads(Path(files["w"]).read_text())
+    seen = json.loads(Path(files["o"]).read_text())
+    maintained = json.loads(Path(files["m"]).read_text())
+    checkpoints = np.asarray([c for c, _ in seen], dtype=np.int64)
+    moments = np.asarray([t for _, t in seen], dtype=np.float64)
+    latencies = []
+    for position, committed in sent:
+        index = int(np.searchsorted(checkpoints, position, side="left"))
+        if index < checkpoints.size:
+            latencies.append(max(moments[index] - committed, 0.0) * 1000)
+    found = np.asarray(latencies, dtype=np.float64)
+    return {
+        "value": float(np.percentile(found, 99)),
+        "p50_ms": float(np.percentile(found, 50)),
+        "max_ms": float(found.max()),
+        "appends": len(sent),
+        "seen": int(found.size),
+        "events": len(sent) * size,
+        "backlog": maintained["backlog"],
+        "cpu_percent": maintained["cpu_percent"],
+    }
+
+
+def main(argv: list[str]) -> None:
+    role, rest = argv[0], argv[1:]
+    if role == "writer":
+        _writer(rest[0], rest[1], float(rest[2]), int(rest[3]), int(rest[4]))
+    elif role == "maintainer":
+        _maintainer(rest[0], rest[1], rest[2])
+    elif role == "observer":
+        _observer(rest[0], rest[1], rest[2])
+    else:
+        raise SystemExit(f"unknown role {role!r}: expected writer, maintainer or observer")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

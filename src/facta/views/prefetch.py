@@ -1,0 +1,124 @@
+"""Overlapping a rebuild's stages: pages read ahead, commits written behind, in other threads.
+
+A rebuild alternates four stages per page: SQLite hands over the page, DuckDB parses and types
+it, Python and numpy fold it into the states, SQLite writes the changed cells. SQLite and DuckDB
+release the GIL, so while the engine folds page N a worker reads and evaluates page N+1
+(:class:`PagesAhead`) and another writes the commit of page N-1 (:class:`CommitsBehind`): two
+cores instead of one, as DuckDB's own baseline uses. Pages reach the engine one at a time and in
+log order, at most two wait, and at most one commit is in flight; each commit still writes its
+cells and its checkpoint in one transaction, so crash safety is unchanged.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final
+
+from facta.views.pipeline import Evaluated
+from facta.views.source import LogReader, Page
+
+QUEUE_PAGES: Final = 2
+_WAIT_SECONDS: Final = 0.05
+# A commit waits at most the store's busy timeout (10 s) per statement; this bounds the whole.
+_COMMIT_TIMEOUT_SECONDS: Final = 300.0
+
+
+class PagesAhead:
+    """A worker that reads and evaluates pages after a position, in order, until caught up."""
+
+    def __init__(
+        self,
+        reader: LogReader,
+        evaluate: Callable[[Page], Evaluated | None],
+        batch_size: int,
+    ) -> None:
+        self._reader = reader
+        self._evaluate = evaluate
+        self._batch_size = batch_size
+        self._queue: queue.Queue[tuple[Page, Evaluated | None] | BaseException] = queue.Queue(
+            QUEUE_PAGES
+        )
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, after: int, until: int | None) -> None:
+        self._thread = threading.Thread(
+            target=self._work, args=(after, until), name="facta-view-pages", daemon=True
+        )
+        self._thread.start()
+
+    def _work(self, after: int, until: int | None) -> None:
+        try:
+            while not self._stopped.is_set():
+                page = self._reader.read(after, self._batch_size, until=until)
+                rows = page.events.num_rows
+                evaluated = self._evaluate(page)
+                if not self._put((page, evaluated)) or rows < self._batch_size:
+                    return
+                after = page.scanned
+        except BaseException as exc:  # handed to the engine's thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: tuple[Page, Evaluated | None] | BaseException) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=_WAIT_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> tuple[Page, Evaluated | None]:
+        """The next page in log order (raises what the worker raised)."""
+        while True:
+            try:
+                item = self._queue.get(timeout=_WAIT_SECONDS)
+                break
+            except queue.Empty:
+                stopped = self._thread is None or not self._thread.is_alive()
+                if stopped and self._queue.empty():
+                    raise RuntimeError("the page reader stopped without a page") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """Stop the worker and wait for it (the reader and pipeline are the engine's again)."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+class CommitsBehind:
+    """One commit at a time written by a second thread; the next waits for the one before."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Future[None], int] | None = None
+
+    def submit(self, write: Callable[[], None], checkpoint: int) -> int | None:
+        """Start ``write`` (which commits ``checkpoint``); return the checkpoint committed before
+        it, if one was still in flight (raising what that commit raised)."""
+        done = self.wait()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="facta-view-commit")
+        self._inflight = (self._executor.submit(write), checkpoint)
+        return done
+
+    def wait(self) -> int | None:
+        """Wait for the commit in flight; return its checkpoint (None if there was none)."""
+        if self._inflight is None:
+            return None
+        future, checkpoint = self._inflight
+        self._inflight = None
+        future.result(timeout=_COMMIT_TIMEOUT_SECONDS)
+        return checkpoint
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
