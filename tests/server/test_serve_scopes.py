@@ -37,6 +37,7 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/views/{name}/{shape}"): Access.READ,
     ("POST", "/sql"): Access.READ,
     ("GET", "/processors"): Access.READ,
+    ("GET", "/live/views/{name}/{shape}"): Access.READ,
 }
 
 SAMPLE_PATHS = {

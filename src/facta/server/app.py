@@ -65,6 +65,7 @@ def create_app(
         try:
             yield
         finally:
+            await state.live_views.stop()
             await views.stop()
             await state.feed.stop()
 

@@ -58,6 +58,9 @@ def serve(
     sse_heartbeat: Annotated[float, typer.Option(help="idle live stream heartbeat, s")] = 5.0,
     sse_queue: Annotated[int, typer.Option(help="pending live messages per stream")] = 10_000,
     max_connections_per_token: Annotated[int, typer.Option(help="live streams per token")] = 32,
+    max_live_queries_per_token: Annotated[
+        int, typer.Option(help="live view queries per token")
+    ] = 16,
     lock_timeout: Annotated[float, typer.Option(help="wait for another writer, s")] = 5.0,
 ) -> None:
     """Serve the log over HTTP until interrupted."""
@@ -74,6 +77,7 @@ def serve(
             sse_heartbeat=sse_heartbeat,
             sse_queue=sse_queue,
             max_connections_per_token=max_connections_per_token,
+            max_live_queries_per_token=max_live_queries_per_token,
         )
         tokens = TokenStore.from_environment(tokens_file)
         opened = SqliteLog(log, LogConfig(lock_timeout=lock_timeout))

@@ -254,6 +254,7 @@ async def stats(request: Request) -> Response:
         "live_position": state.feed.position,
         "live_subscribers": state.feed.subscribers,
         "live_connections": dict(state.connections.open),
+        "live_views": state.live_views.stats(),
     }
     return _json({"log": msgspec.to_builtins(log_stats), "server": server})
 

@@ -257,13 +257,13 @@ async def query_view(
         y,
     )
     query = build_query(name, shape, given)
-    query = _with_as_of_time(query, as_of_time)
+    query = with_as_of_time(query, as_of_time)
     options = reading_options(min_position, timeout, as_of_position, known_at)
     result = await read_view(server_state(request), query, options)
     return _json(result.body())
 
 
-def _with_as_of_time(query: ViewQuery, as_of_time: str | None) -> ViewQuery:
+def with_as_of_time(query: ViewQuery, as_of_time: str | None) -> ViewQuery:
     moment = parse_time("as_of_time", as_of_time)
     if moment is None:
         return query
