@@ -15,8 +15,16 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from facta.log.sqlite import SqliteLog
-from facta.server import live_routes, log_routes, service_routes, session_routes, view_routes
+from facta.server import (
+    command_routes,
+    live_routes,
+    log_routes,
+    service_routes,
+    session_routes,
+    view_routes,
+)
 from facta.server.config import ServerConfig
+from facta.server.entity_host import EntityHost, Registered
 from facta.server.guards import BodyLimit, HostAllowList
 from facta.server.live import LogFeed
 from facta.server.problems import install_handlers
@@ -31,6 +39,7 @@ ROUTERS = (
     log_routes.router,
     live_routes.router,
     view_routes.router,
+    command_routes.router,
 )
 
 
@@ -40,11 +49,14 @@ def create_app(
     tokens: TokenStore | None = None,
     *,
     project: Path | None = None,
+    registered: Registered | None = None,
 ) -> FastAPI:
     """Build the HTTP API over ``log``. The caller owns the log and closes it.
 
     With ``project``, the server maintains the views the project declares (see
-    :mod:`facta.server.maintainers`); without, it serves views maintained elsewhere.
+    :mod:`facta.server.maintainers`); without, it serves views maintained elsewhere. With
+    ``registered`` (see :mod:`facta.server.entity_host`), it serves commands to those kinds of
+    entities and runs those processors.
     """
     config = config or ServerConfig()
     views = ViewService(log.path, project)
@@ -55,6 +67,7 @@ def create_app(
         sessions=SessionStore(config.session_ttl, config.max_sessions),
         feed=LogFeed(log, config.sse_queue),
         views=views,
+        entities=EntityHost(log, registered) if registered is not None else None,
     )
     state.feed.listeners.append(views.wake)
 
@@ -62,9 +75,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.feed.start()
         await views.start()
+        if state.entities is not None:
+            await state.entities.start()
         try:
             yield
         finally:
+            if state.entities is not None:
+                await state.entities.stop()
             await state.live_views.stop()
             await views.stop()
             await state.feed.stop()

@@ -19,6 +19,7 @@ from facta.log.errors import FactaError
 from facta.log.sqlite import SqliteLog
 from facta.server.app import create_app
 from facta.server.config import ServerConfig
+from facta.server.entity_host import load_modules
 from facta.server.tokens import (
     TOKENS_ENV,
     TokenConfigError,
@@ -41,6 +42,10 @@ def serve(
     project: Annotated[
         Path | None,
         typer.Option(help="maintain the views this project file declares (facta.toml)"),
+    ] = None,
+    module: Annotated[
+        list[str] | None,
+        typer.Option(help="a Python module defining KINDS and/or PROCESSORS (repeatable)"),
     ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
@@ -80,6 +85,7 @@ def serve(
             max_live_queries_per_token=max_live_queries_per_token,
         )
         tokens = TokenStore.from_environment(tokens_file)
+        registered = load_modules(module) if module else None
         opened = SqliteLog(log, LogConfig(lock_timeout=lock_timeout))
         if project is not None and not project.is_file():
             raise FileNotFoundError(f"no project file at {project}")
@@ -99,7 +105,8 @@ def serve(
             err=True,
         )
     try:
-        run_server(create_app(opened, config, tokens, project=project), config)
+        app = create_app(opened, config, tokens, project=project, registered=registered)
+        run_server(app, config)
     finally:
         opened.close()
 

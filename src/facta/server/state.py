@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from facta.log.sqlite import SqliteLog
 from facta.server.config import ServerConfig
+from facta.server.entity_host import EntityHost
 from facta.server.live import LogFeed
 from facta.server.live_views import LiveViews
 from facta.server.problems import ApiError, unavailable
@@ -53,6 +54,7 @@ class ServerState:
     sessions: SessionStore
     feed: LogFeed
     views: ViewService
+    entities: EntityHost | None = None
     connections: ConnectionLimits = field(init=False)
     live_limits: ConnectionLimits = field(init=False)
     live_views: LiveViews = field(init=False)

@@ -382,7 +382,15 @@ async def sql(body: SqlIn, request: Request) -> Response:
 async def processors(request: Request) -> Response:
     state = server_state(request)
     statuses = await asyncio.to_thread(processor_statuses, state.log)
-    return _json([msgspec.to_builtins(status) for status in statuses])
+    running = state.entities.status() if state.entities is not None else {}
+    out = []
+    for status in statuses:
+        item = msgspec.to_builtins(status)
+        item["running"] = running.pop(status.name, None)
+        out.append(item)
+    for name, info in running.items():  # running, but no tracking record yet
+        out.append({"name": name, "state": "ok", "checkpoint": 0, "running": info})
+    return _json(out)
 
 
 def _json(value: Any) -> Response:
