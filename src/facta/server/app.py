@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,7 +28,7 @@ from facta.server.config import ServerConfig
 from facta.server.entity_host import EntityHost, Registered
 from facta.server.guards import BodyLimit, HostAllowList
 from facta.server.live import LogFeed
-from facta.server.problems import install_handlers
+from facta.server.problems import document_problems, install_handlers
 from facta.server.sessions import CSRF_HEADER, SessionStore
 from facta.server.state import ServerState
 from facta.server.tokens import TokenStore
@@ -99,6 +100,14 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     install_handlers(app)
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(documented())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     # Added last = outermost: the Host check runs first, then the body limit, then CORS.
     if config.cors_origins:
         app.add_middleware(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from facta.entities.errors import ConcurrencyConflict, DomainError, Overloaded, ReentrantSend
@@ -29,11 +29,22 @@ _encoder = msgspec.json.Encoder()
 class CommandIn(BaseModel):
     """A command by its registered name, its fields, and an optional idempotency id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"command": "Deposit", "data": {"amount": 10}}]},
+    )
     command: Annotated[str, Field(min_length=1, max_length=200)]
     data: dict[str, Any] = Field(default_factory=dict)
     command_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     timeout: Annotated[float | None, Field(gt=0, le=60)] = None
+
+
+KindName = Annotated[
+    str, Path(description="a served kind", openapi_examples={"a kind": {"value": "account"}})
+]
+EntityId = Annotated[
+    str, Path(description="the entity's id", openapi_examples={"an id": {"value": "a-1"}})
+]
 
 
 class AcceptedOut(BaseModel):
@@ -75,7 +86,9 @@ def _served(host: EntityHost, kind: str) -> ServedKind:
     responses={200: {"model": AcceptedOut}},
     dependencies=[requires(Access.APPEND)],
 )
-async def send_command(kind: str, entity_id: str, body: CommandIn, request: Request) -> Response:
+async def send_command(
+    kind: KindName, entity_id: EntityId, body: CommandIn, request: Request
+) -> Response:
     host = _host(request)
     served = _served(host, kind)
     command_type = served.commands.get(body.command)
@@ -125,11 +138,11 @@ async def send_command(kind: str, entity_id: str, body: CommandIn, request: Requ
     summary="An entity's state, caught up with the log",
     dependencies=[requires(Access.READ)],
 )
-async def entity_state(kind: str, entity_id: str, request: Request) -> Response:
+async def entity_state(kind: KindName, entity_id: EntityId, request: Request) -> Response:
     host = _host(request)
     served = _served(host, kind)
-    ref = host.runtime.entity(served.kind, entity_id)
     try:
+        ref = host.runtime.entity(served.kind, entity_id)
         value = await ref.state()
         version = await ref.version()
     except LOG_ERRORS as exc:

@@ -195,6 +195,18 @@ AsOfTime = Annotated[str | None, Query(description="only buckets ended by this e
 KnownAt = Annotated[str | None, Query(description="only events the log had recorded by this time")]
 
 
+ViewName = Annotated[
+    str, Path(description="the view", openapi_examples={"a view": {"value": "delays"}})
+]
+ShapeName = Annotated[
+    str,
+    Path(
+        description=f"one of {', '.join(SHAPES)}",
+        openapi_examples={"kpi": {"value": "kpi"}, "groups": {"value": "groups"}},
+    ),
+]
+
+
 class ColumnOut(BaseModel):
     name: str
     type: str
@@ -220,8 +232,8 @@ class QueryOut(BaseModel):
 )
 async def query_view(
     request: Request,
-    name: Annotated[str, Path(description="the view")],
-    shape: Annotated[str, Path(description=f"one of {', '.join(SHAPES)}")],
+    name: ViewName,
+    shape: ShapeName,
     where: Where = None,
     from_: From = None,
     to: To = None,
@@ -347,7 +359,10 @@ async def list_views(request: Request) -> Response:
 class SqlIn(BaseModel):
     """One read-only SELECT over the views (their cells, finalized and mergeable columns)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"sql": "SELECT count(*) AS cells FROM delays"}]},
+    )
     sql: Annotated[str, Field(min_length=1, max_length=100_000)]
     row_cap: Annotated[int, Field(ge=1, le=SQL_ROW_CAP)] = SQL_ROW_CAP
 
