@@ -33,9 +33,24 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/log/keys/{key:path}"): Access.READ,
     ("GET", "/log/stats"): Access.READ,
     ("GET", "/log/live"): Access.READ,
+    ("GET", "/views"): Access.READ,
+    ("GET", "/views/{name}/{shape}"): Access.READ,
+    ("POST", "/sql"): Access.READ,
+    ("GET", "/processors"): Access.READ,
+    ("GET", "/live/views/{name}/{shape}"): Access.READ,
+    ("POST", "/entities/{kind}/{entity_id}/commands"): Access.APPEND,
+    ("GET", "/entities/{kind}/{entity_id}"): Access.READ,
 }
 
-SAMPLE_PATHS = {"{stream}": "scope-check", "{key:path}": "no-such-key", "{name:path}": "x.js"}
+SAMPLE_PATHS = {
+    "{stream}": "scope-check",
+    "{key:path}": "no-such-key",
+    "{name:path}": "x.js",
+    "{name}": "no-such-view",
+    "{shape}": "kpi",
+    "{kind}": "account",
+    "{entity_id}": "a1",
+}
 APPEND_BODY = {"events": [{"type": "Checked"}]}
 MULTI_BODY = {"streams": [{"stream": "scope-check", "events": [{"type": "Checked"}]}]}
 
@@ -100,6 +115,10 @@ def _request(
         body = MULTI_BODY
     elif method == "POST" and path.startswith("/log/streams/"):
         body = APPEND_BODY
+    elif method == "POST" and path.startswith("/entities/"):
+        body = {"command": "Deposit", "data": {"amount": 1}}
+    elif (method, path) == ("POST", "/sql"):
+        body = {"sql": "SELECT 1 AS one"}
     with client.stream(method, path, json=body, headers=headers) as response:
         if "text/event-stream" not in response.headers.get("content-type", ""):
             response.read()

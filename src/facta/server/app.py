@@ -9,47 +9,82 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from facta.log.sqlite import SqliteLog
-from facta.server import live_routes, log_routes, service_routes, session_routes
+from facta.server import (
+    command_routes,
+    live_routes,
+    log_routes,
+    service_routes,
+    session_routes,
+    view_routes,
+)
 from facta.server.config import ServerConfig
+from facta.server.entity_host import EntityHost, Registered
 from facta.server.guards import BodyLimit, HostAllowList
 from facta.server.live import LogFeed
-from facta.server.problems import install_handlers
+from facta.server.problems import document_problems, install_handlers
 from facta.server.sessions import CSRF_HEADER, SessionStore
 from facta.server.state import ServerState
 from facta.server.tokens import TokenStore
+from facta.server.view_service import ViewService
 
 ROUTERS = (
     service_routes.router,
     session_routes.router,
     log_routes.router,
     live_routes.router,
+    view_routes.router,
+    command_routes.router,
 )
 
 
 def create_app(
-    log: SqliteLog, config: ServerConfig | None = None, tokens: TokenStore | None = None
+    log: SqliteLog,
+    config: ServerConfig | None = None,
+    tokens: TokenStore | None = None,
+    *,
+    project: Path | None = None,
+    registered: Registered | None = None,
 ) -> FastAPI:
-    """Build the HTTP API over ``log``. The caller owns the log and closes it."""
+    """Build the HTTP API over ``log``. The caller owns the log and closes it.
+
+    With ``project``, the server maintains the views the project declares (see
+    :mod:`facta.server.maintainers`); without, it serves views maintained elsewhere. With
+    ``registered`` (see :mod:`facta.server.entity_host`), it serves commands to those kinds of
+    entities and runs those processors.
+    """
     config = config or ServerConfig()
+    views = ViewService(log.path, project)
     state = ServerState(
         log=log,
         config=config,
         tokens=tokens if tokens is not None else TokenStore(),
         sessions=SessionStore(config.session_ttl, config.max_sessions),
         feed=LogFeed(log, config.sse_queue),
+        views=views,
+        entities=EntityHost(log, registered) if registered is not None else None,
     )
+    state.feed.listeners.append(views.wake)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.feed.start()
+        await views.start()
+        if state.entities is not None:
+            await state.entities.start()
         try:
             yield
         finally:
+            if state.entities is not None:
+                await state.entities.stop()
+            await state.live_views.stop()
+            await views.stop()
             await state.feed.stop()
 
     app = FastAPI(
@@ -65,6 +100,14 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     install_handlers(app)
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(documented())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     # Added last = outermost: the Host check runs first, then the body limit, then CORS.
     if config.cors_origins:
         app.add_middleware(

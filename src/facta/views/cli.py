@@ -234,6 +234,8 @@ def apply_command(
     _log_head(log)
     views = _compiled(project)
     store = ViewStore(views_path(log))
+    # A running `facta serve` hands over the views it maintains when asked (between batches).
+    store.lock_wait = 10.0
     try:
         done = apply(log, store, views)
     except (ViewLocked, ViewError) as exc:
