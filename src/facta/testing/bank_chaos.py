@@ -98,8 +98,16 @@ def run_bank_check(
             stderr=subprocess.PIPE if mode == "drain" else None,
         )
 
+    def written(client: int) -> int:
+        path = histories[client]
+        return path.stat().st_size if path.exists() else 0
+
     kills = in_flight = 0
     procs = [spawn(c) for c in range(clients)]
+    # A client is killed only once it has written to its history since it was (re)started: on a
+    # loaded machine a restarted client spends a second importing, and killing it then again and
+    # again would leave the run with kills but no work.
+    started_at = [written(c) for c in range(clients)]
     deadline = time.monotonic() + seconds
     try:
         hard_deadline = time.monotonic() + max(5 * seconds, 60.0)
@@ -108,11 +116,14 @@ def run_bank_check(
         ):
             time.sleep(rng.uniform(*kill_every))
             victim = rng.randrange(clients)
+            if procs[victim].poll() is None and written(victim) == started_at[victim]:
+                continue  # still starting up
             if procs[victim].poll() is None:
                 os.kill(procs[victim].pid, signal.SIGKILL)
                 procs[victim].wait()
                 kills += 1
                 in_flight += _in_flight(histories[victim])
+            started_at[victim] = written(victim)
             procs[victim] = spawn(victim)
     finally:
         for c, proc in enumerate(procs):
