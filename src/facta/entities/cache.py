@@ -49,7 +49,18 @@ class ActiveEntity:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     waiting: int = 0
     room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    committing: set[asyncio.Future[None]] = dataclasses.field(default_factory=set)
+    committing: int = 0  # appends that write this entity, in flight in this process
+    _idle: asyncio.Future[None] | None = None  # made only when someone waits for them
+
+    def commit_started(self) -> None:
+        self.committing += 1
+
+    def commit_ended(self) -> None:
+        self.committing -= 1
+        if self.committing == 0 and self._idle is not None:
+            if not self._idle.done():
+                self._idle.set_result(None)
+            self._idle = None
 
     async def settled(self, timeout: float) -> None:
         """Wait (bounded) until no append that writes this entity is in flight in this process.
@@ -57,12 +68,16 @@ class ActiveEntity:
         Reading after in-flight commits settle avoids deciding on a version that is about to
         be superseded; it holds nothing, so it cannot deadlock.
         """
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while self.committing:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            await asyncio.wait(list(self.committing), timeout=remaining)
+            if self._idle is None:
+                self._idle = loop.create_future()
+            # wait() leaves the future alone on a timeout or cancellation: the others keep it
+            await asyncio.wait((self._idle,), timeout=remaining)
 
     def advance(self, events: Iterable[tuple[int, Any]]) -> None:
         """Apply ``(version, event)`` pairs that directly follow the current version."""
@@ -72,7 +87,7 @@ class ActiveEntity:
                 self.version = version
 
     def busy(self) -> bool:
-        return self.lock.locked() or self.waiting > 0
+        return self.lock.locked() or self.waiting > 0 or self.committing > 0
 
     async def enter(self, timeout: float, limit: int, monotonic: Callable[[], float]) -> None:
         """Join the mailbox (waiting for room) and wait for this entity's turn.
@@ -120,15 +135,22 @@ class EntityCache:
             entry = ActiveEntity(spec, stream, spec.make_initial(), 0, now)
             self.entries[stream] = entry
             self._trim(now)
+            if now - self._last_sweep > self.config.idle_after / 4:
+                self.passivate_idle(now)
         else:
-            self.entries.move_to_end(stream)
-            entry.last_used = now
-        if now - self._last_sweep > self.config.idle_after / 4:
-            self.passivate_idle(now)
+            self.touch(entry)
         return entry
 
     def peek(self, stream: str) -> ActiveEntity | None:
         return self.entries.get(stream)
+
+    def touch(self, entry: ActiveEntity) -> None:
+        """Mark a cached entry as just used (what :meth:`get` does for an entry it finds)."""
+        now = self.monotonic()
+        self.entries.move_to_end(entry.stream)
+        entry.last_used = now
+        if now - self._last_sweep > self.config.idle_after / 4:
+            self.passivate_idle(now)
 
     def passivate_idle(self, now: float | None = None) -> int:
         """Drop entries idle for ``idle_after`` seconds; returns how many were dropped."""
