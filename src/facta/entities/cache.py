@@ -86,6 +86,21 @@ class ActiveEntity:
                 self.state = self.spec.evolve(self.state, event)
                 self.version = version
 
+    def committed(self, read_version: int, read_state: Any, staged: list[Any], state: Any) -> None:
+        """Move forward by a commit of ``staged``, decided on ``(read_version, read_state)``.
+
+        ``state`` is what the events made of ``read_state`` (the committer evolved them
+        already); it is taken as is only while this entry still holds that very state at that
+        version, otherwise the events are applied one by one where they follow.
+        """
+        if self.version != read_version:
+            return
+        if self.state is read_state:
+            self.state, self.version = state, read_version + len(staged)
+        else:
+            first = read_version + 1
+            self.advance(zip(range(first, first + len(staged)), staged, strict=True))
+
     def busy(self) -> bool:
         return self.lock.locked() or self.waiting > 0 or self.committing > 0
 

@@ -10,7 +10,6 @@ Staged events reach the shared cache only after the append commits.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from facta.entities.cache import ActiveEntity
@@ -32,15 +31,36 @@ class StaleRead(WrongExpectedVersion):
     """
 
 
-@dataclasses.dataclass(slots=True, eq=False)
 class Participant:
-    spec: KindSpec
-    stream: str
-    state: Any
-    read_version: int
-    staged: list[Any] = dataclasses.field(default_factory=list)
-    metadata: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    entry: ActiveEntity | None = None  # the cached entity it was read from
+    """One entity in a transaction: what it read, and the events it staged since."""
+
+    __slots__ = (
+        "entry",
+        "metadata",
+        "read_state",
+        "read_version",
+        "spec",
+        "staged",
+        "state",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        spec: KindSpec,
+        stream: str,
+        state: Any,
+        read_version: int,
+        entry: ActiveEntity | None = None,
+    ) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.state = state  # with the staged events applied
+        self.read_state = state
+        self.read_version = read_version
+        self.staged: list[Any] = []
+        self.metadata: list[dict[str, Any]] = []
+        self.entry = entry  # the cached entity it was read from
 
 
 def causality(
@@ -173,8 +193,7 @@ class Transaction:
         for p in self.participants.values():
             entry = p.entry
             if p.staged and entry is not None and entry.version == p.read_version:
-                first = p.read_version + 1
-                entry.advance(zip(range(first, first + len(p.staged)), p.staged, strict=True))
+                entry.committed(p.read_version, p.read_state, p.staged, p.state)
                 runtime.maybe_snapshot(entry)
 
     async def refresh(self) -> None:
