@@ -50,34 +50,35 @@ class ActiveEntity:
     waiting: int = 0
     room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     committing: int = 0  # appends that write this entity, in flight in this process
-    _idle: asyncio.Future[None] | None = None  # made only when someone waits for them
+    _settle_waiters: list[asyncio.Future[None]] | None = None
 
     def commit_started(self) -> None:
         self.committing += 1
 
     def commit_ended(self) -> None:
         self.committing -= 1
-        if self.committing == 0 and self._idle is not None:
-            if not self._idle.done():
-                self._idle.set_result(None)
-            self._idle = None
+        if self.committing == 0 and self._settle_waiters:
+            waiters, self._settle_waiters = self._settle_waiters, None
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled waiter's future is done
+                    waiter.set_result(None)
 
     async def settled(self, timeout: float) -> None:
         """Wait (bounded) until no append that writes this entity is in flight in this process.
 
         Reading after in-flight commits settle avoids deciding on a version that is about to
-        be superseded; it holds nothing, so it cannot deadlock.
+        be superseded; it holds nothing, so it cannot deadlock. Each wait ends when the
+        appends in flight end (they are bounded by the log's append timeout); new ones may
+        start meanwhile, so after ``timeout`` seconds it returns anyway.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.committing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            if self._idle is None:
-                self._idle = loop.create_future()
-            # wait() leaves the future alone on a timeout or cancellation: the others keep it
-            await asyncio.wait((self._idle,), timeout=remaining)
+        while self.committing and loop.time() < deadline:
+            waiter: asyncio.Future[None] = loop.create_future()
+            if self._settle_waiters is None:
+                self._settle_waiters = []
+            self._settle_waiters.append(waiter)
+            await waiter
 
     def advance(self, events: Iterable[tuple[int, Any]]) -> None:
         """Apply ``(version, event)`` pairs that directly follow the current version."""
