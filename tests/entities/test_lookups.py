@@ -62,3 +62,20 @@ def test_a_failed_job_fails_every_lookup_it_held(log: SqliteLog) -> None:
         assert "closed" in str(results[0])
 
     asyncio.run(main())
+
+
+def test_a_job_left_behind_by_a_closed_loop_does_not_block_the_next_loop(log: SqliteLog) -> None:
+    _record(log, "b")
+    lookups = OutcomeLookups(log)
+    loop = asyncio.new_event_loop()
+    pending = loop.create_task(lookups.lookup("a"))
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))  # the job is scheduled, maybe started
+    pending.cancel()
+    loop.close()
+
+    async def next_loop() -> None:
+        record = await asyncio.wait_for(lookups.lookup("b"), 5.0)
+        assert record is not None and record.key == "b"
+
+    asyncio.run(next_loop())

@@ -30,26 +30,30 @@ class OutcomeLookups:
         self.asked = 0  # lookups asked
         self.jobs = 0  # worker-thread jobs that read them (fewer under load)
         self._waiting: Waiting = []
-        self._running = False
+        # The loop whose job is scheduled or running; None when idle. A job left behind by a
+        # closed loop never finishes, so a lookup from another loop starts its own.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def lookup(self, key: str) -> OutcomeRecord | None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[OutcomeRecord | None] = loop.create_future()
         self.asked += 1
         self._waiting.append((key, future))
-        if not self._running:
+        if self._loop is not loop:
             # Start the job once this turn of the event loop is over, so that every command
             # that asks in this turn (all those one commit woke up, typically) joins it.
-            self._running = True
+            self._loop = loop
             loop.call_soon(self._start, loop)
         return await future
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._waiting:
-            self._running = False
+        waiting = [(k, f) for k, f in self._waiting if not f.done() and f.get_loop() is loop]
+        if not waiting:
+            self._waiting = []
+            self._loop = None
             return
-        batch = self._waiting[:MAX_LOOKUPS_PER_JOB]
-        del self._waiting[:MAX_LOOKUPS_PER_JOB]
+        batch = waiting[:MAX_LOOKUPS_PER_JOB]
+        self._waiting = waiting[MAX_LOOKUPS_PER_JOB:]
         self.jobs += 1
         try:
             job = loop.run_in_executor(None, self._read, [key for key, _ in batch])
@@ -77,7 +81,9 @@ class OutcomeLookups:
             for (_, future), record in zip(batch, done.result(), strict=True):
                 if not future.done():  # its caller may have been cancelled meanwhile
                     future.set_result(record)
+        if self._loop is not loop:
+            return  # a job of a loop that another loop took over from
         if self._waiting and not loop.is_closed():
             self._start(loop)  # those that asked while this job ran: they waited long enough
         else:
-            self._running = False
+            self._loop = None
