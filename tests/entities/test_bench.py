@@ -19,6 +19,11 @@ def test_bench_entities_prints_one_line_per_workload_with_baselines() -> None:
     assert single["baseline_name"] == "append_sequential_strict" and single["goal"] == 0.7
     assert concurrent["baseline_name"] == "append_concurrent_strict"
     assert concurrent["transfers"] == 256 and {"p50_ms", "p99_ms"} <= set(concurrent)
+    # What explains the figures: CPU per operation on both sides, and how retries weigh.
+    assert concurrent["cpu_us"] > 0 and concurrent["baseline_cpu_us"] > 0
+    assert 0 <= concurrent["stale_read_rate"] <= concurrent["retry_rate"]
+    assert concurrent["first_try_p99_ms"] > 0 and 0 <= concurrent["retried_share"] < 1
+    assert concurrent["lookups_per_job"] >= 1
     assert {"retry_rate", "abort_rate"} <= set(hot) and "ratio" not in hot
     assert all(len(line["loadavg"]) == 3 for line in lines)
 

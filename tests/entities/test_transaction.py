@@ -191,3 +191,59 @@ def test_a_transaction_holds_no_entity_while_it_awaits(log: SqliteLog) -> None:
         assert await runtime.entity(Account, "a").state() == Balance(6)
 
     asyncio.run(main())
+
+
+def test_a_read_made_stale_in_this_process_fails_before_appending(log: SqliteLog) -> None:
+    """The cache knows a participant moved: no append is spent on a conflict the log would find."""
+
+    async def main() -> None:
+        runtime = await _funded(log, a=10, b=10)
+        first = runtime.transaction()
+        second = runtime.transaction()
+        tx1 = await first.__aenter__()
+        tx2 = await second.__aenter__()
+        await tx1.entity(Account, "a").send(Withdraw(4))
+        await tx2.entity(Account, "a").send(Withdraw(4))
+        await first.__aexit__(None, None, None)
+        appends = log.metrics.appends
+        with pytest.raises(TransactionConflict, match=r"'account-a'.*expected version 1"):
+            await second.__aexit__(None, None, None)
+        assert log.metrics.appends == appends and log.metrics.conflicts == 0
+        assert runtime.stats.stale_reads == 1
+
+        # transact() runs the function again at once, on the moved state, and commits.
+        attempts = 0
+
+        async def racing(tx: Transaction) -> None:
+            nonlocal attempts
+            attempts += 1
+            await tx.entity(Account, "b").send(Withdraw(3))
+            if attempts == 1:  # another task of this process commits b meanwhile
+                await runtime.transact(lambda other: _transfer(other, "b", "a", 1))
+
+        committed = await runtime.transact(racing, command_id="racing")
+        assert attempts == 2 and committed.streams == {"account-b": 3}
+        assert await runtime.entity(Account, "b").state() == Balance(6)
+        assert runtime.stats.stale_reads == 2 and log.metrics.conflicts == 0
+
+    asyncio.run(main())
+
+
+def test_a_read_waits_for_an_in_flight_commit_of_its_entity(log: SqliteLog) -> None:
+    async def main() -> None:
+        runtime = await _funded(log, a=10)
+        with log.hold_writer():  # the first transfer's append waits in the queue
+            first = asyncio.create_task(runtime.transact(lambda tx: _transfer(tx, "a", "b", 4)))
+            for _ in range(1000):
+                if log.queued_appends():
+                    break
+                await asyncio.sleep(0.001)
+            second = asyncio.create_task(runtime.transact(lambda tx: _transfer(tx, "a", "c", 6)))
+            await asyncio.sleep(0.05)
+            assert not second.done()  # reading a: waits for the first commit to settle
+        await asyncio.gather(first, second)
+        assert runtime.stats.transaction_conflicts == 0  # it read after, so nothing to redo
+        states = [await runtime.entity(Account, n).state() for n in "abc"]
+        assert states == [Balance(0), Balance(4), Balance(6)]
+
+    asyncio.run(main())

@@ -49,20 +49,36 @@ class ActiveEntity:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     waiting: int = 0
     room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    committing: set[asyncio.Future[None]] = dataclasses.field(default_factory=set)
+    committing: int = 0  # appends that write this entity, in flight in this process
+    _settle_waiters: list[asyncio.Future[None]] | None = None
+
+    def commit_started(self) -> None:
+        self.committing += 1
+
+    def commit_ended(self) -> None:
+        self.committing -= 1
+        if self.committing == 0 and self._settle_waiters:
+            waiters, self._settle_waiters = self._settle_waiters, None
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled waiter's future is done
+                    waiter.set_result(None)
 
     async def settled(self, timeout: float) -> None:
         """Wait (bounded) until no append that writes this entity is in flight in this process.
 
         Reading after in-flight commits settle avoids deciding on a version that is about to
-        be superseded; it holds nothing, so it cannot deadlock.
+        be superseded; it holds nothing, so it cannot deadlock. Each wait ends when the
+        appends in flight end (they are bounded by the log's append timeout); new ones may
+        start meanwhile, so after ``timeout`` seconds it returns anyway.
         """
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.committing:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return
-            await asyncio.wait(list(self.committing), timeout=remaining)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.committing and loop.time() < deadline:
+            waiter: asyncio.Future[None] = loop.create_future()
+            if self._settle_waiters is None:
+                self._settle_waiters = []
+            self._settle_waiters.append(waiter)
+            await waiter
 
     def advance(self, events: Iterable[tuple[int, Any]]) -> None:
         """Apply ``(version, event)`` pairs that directly follow the current version."""
@@ -71,8 +87,23 @@ class ActiveEntity:
                 self.state = self.spec.evolve(self.state, event)
                 self.version = version
 
+    def committed(self, read_version: int, read_state: Any, staged: list[Any], state: Any) -> None:
+        """Move forward by a commit of ``staged``, decided on ``(read_version, read_state)``.
+
+        ``state`` is what the events made of ``read_state`` (the committer evolved them
+        already); it is taken as is only while this entry still holds that very state at that
+        version, otherwise the events are applied one by one where they follow.
+        """
+        if self.version != read_version:
+            return
+        if self.state is read_state:
+            self.state, self.version = state, read_version + len(staged)
+        else:
+            first = read_version + 1
+            self.advance(zip(range(first, first + len(staged)), staged, strict=True))
+
     def busy(self) -> bool:
-        return self.lock.locked() or self.waiting > 0
+        return self.lock.locked() or self.waiting > 0 or self.committing > 0
 
     async def enter(self, timeout: float, limit: int, monotonic: Callable[[], float]) -> None:
         """Join the mailbox (waiting for room) and wait for this entity's turn.
@@ -120,15 +151,22 @@ class EntityCache:
             entry = ActiveEntity(spec, stream, spec.make_initial(), 0, now)
             self.entries[stream] = entry
             self._trim(now)
+            if now - self._last_sweep > self.config.idle_after / 4:
+                self.passivate_idle(now)
         else:
-            self.entries.move_to_end(stream)
-            entry.last_used = now
-        if now - self._last_sweep > self.config.idle_after / 4:
-            self.passivate_idle(now)
+            self.touch(entry)
         return entry
 
     def peek(self, stream: str) -> ActiveEntity | None:
         return self.entries.get(stream)
+
+    def touch(self, entry: ActiveEntity) -> None:
+        """Mark a cached entry as just used (what :meth:`get` does for an entry it finds)."""
+        now = self.monotonic()
+        self.entries.move_to_end(entry.stream)
+        entry.last_used = now
+        if now - self._last_sweep > self.config.idle_after / 4:
+            self.passivate_idle(now)
 
     def passivate_idle(self, now: float | None = None) -> int:
         """Drop entries idle for ``idle_after`` seconds; returns how many were dropped."""

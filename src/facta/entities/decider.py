@@ -48,7 +48,7 @@ class KindSpec:
     def to_new_event(self, event: Any, metadata: dict[str, Any]) -> NewEvent:
         """A decided event as the log takes it, with causality metadata added."""
         if isinstance(event, NewEvent):
-            merged = {**event.metadata, **metadata}
+            merged = {**event.metadata, **metadata} if event.metadata else metadata
             return NewEvent(
                 type=event.type,
                 data=event.data,

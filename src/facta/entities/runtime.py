@@ -28,6 +28,7 @@ from facta.entities.errors import (
     ReentrantSend,
     TransactionConflict,
 )
+from facta.entities.lookups import OutcomeLookups
 from facta.entities.outcome import (
     ACCEPTED,
     Accepted,
@@ -39,10 +40,9 @@ from facta.entities.outcome import (
     replay_refusal,
 )
 from facta.entities.snapshots import SnapshotStore
-from facta.entities.transaction import Transaction
+from facta.entities.transaction import StaleRead, Transaction, causality
 from facta.log.errors import IdempotencyKeyReused, WrongExpectedVersion
 from facta.log.event import AppendResult, OutcomeRecord, StreamAppend
-from facta.log.ids import uuid7
 from facta.log.sqlite import SqliteLog
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class RuntimeStats:
     transactions: int = 0
     transaction_conflicts: int = 0
     transaction_aborts: int = 0
+    stale_reads: int = 0  # conflicts found in this process's cache, before appending
 
 
 class Runtime:
@@ -91,6 +92,7 @@ class Runtime:
         self.stats = RuntimeStats()
         self._background: set[asyncio.Task[Any]] = set()
         self._active = 0  # commands and transactions in progress
+        self.lookups = OutcomeLookups(log)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -139,8 +141,11 @@ class Runtime:
         for attempt in range(1, retries + 1):
             tx = self.transaction_class(self, command_id, correlation_id, causation_id)
             try:
-                async with asyncio.timeout(timeout):
+                if timeout is None:
                     value = await fn(tx)
+                else:
+                    async with asyncio.timeout(timeout):
+                        value = await fn(tx)
             except BaseException:
                 self.stats.transaction_aborts += 1
                 raise
@@ -149,6 +154,11 @@ class Runtime:
             except WrongExpectedVersion as conflict:
                 last = conflict
                 self.stats.transaction_conflicts += 1
+                if isinstance(conflict, StaleRead):
+                    # A commit of this process moved a participant, and the cache already
+                    # holds it: run again at once, nothing to reload and no one to wait for.
+                    self.stats.stale_reads += 1
+                    continue
                 await tx.refresh()
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                 continue
@@ -191,7 +201,10 @@ class Runtime:
             result = await tx.commit(self._log_key(command_id), ACCEPTED)
         except WrongExpectedVersion as conflict:
             self.stats.transaction_conflicts += 1
-            await tx.refresh()
+            if isinstance(conflict, StaleRead):
+                self.stats.stale_reads += 1
+            else:
+                await tx.refresh()
             raise TransactionConflict(1, conflict.stream, str(conflict)) from conflict
         except IdempotencyKeyReused:
             tx.result = await self._replayed_commit(command_id)
@@ -252,9 +265,8 @@ class Runtime:
     async def _recorded(self, command_id: str) -> OutcomeRecord | None:
         if self._active <= 1:  # nothing else to stall: a point read inline is cheapest
             return self.log.lookup_sync(command_id)
-        # Otherwise in a worker thread: on the event loop's thread the read would wait for the
-        # GIL each time SQLite hands it back, stalling every other command meanwhile.
-        return await self.log.lookup(command_id)
+        # Otherwise gathered with the other lookups in progress into one worker-thread job.
+        return await self.lookups.lookup(command_id)
 
     def _log_key(self, command_id: str | None) -> str | None:
         return command_id
@@ -350,8 +362,7 @@ class Runtime:
                 events = tuple(spec.to_new_event(e, metadata) for e in decided)
                 outcome = ACCEPTED if key is not None else None
                 entries = [StreamAppend(stream, events, version)]
-            mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            entry.committing.add(mark)  # transactions read after it settles
+            entry.commit_started()  # transactions read after it settles
             try:
                 result = await self.log.append_many(entries, key=key, outcome=outcome)
             except WrongExpectedVersion:
@@ -364,8 +375,7 @@ class Runtime:
                 assert recorded is not None
                 return self._replay(recorded, command_id, stream)
             finally:
-                entry.committing.discard(mark)
-                mark.set_result(None)
+                entry.commit_ended()
             if result.replayed:
                 return self._replay(result, command_id, stream)
             if refused is not None:
@@ -430,15 +440,3 @@ class EntityRef:
         entry = await self.runtime.activate(self.spec, self.stream)
         await self.runtime.catch_up(entry)
         return entry.version
-
-
-def causality(
-    command_id: str | None, causation_id: str | None, correlation_id: str | None
-) -> dict[str, Any]:
-    """Metadata every event of a command carries: what caused it and the root of its chain."""
-    command = command_id or str(uuid7())
-    return {
-        "command_id": command,
-        "causation_id": causation_id or command,
-        "correlation_id": correlation_id or causation_id or command,
-    }

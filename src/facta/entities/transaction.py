@@ -10,27 +10,69 @@ Staged events reach the shared cache only after the append commits.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from facta.entities.cache import ActiveEntity
 from facta.entities.decider import KindSpec, spec_of
 from facta.entities.outcome import Committed
+from facta.log.errors import WrongExpectedVersion
 from facta.log.event import AppendResult, NewEvent, StreamAppend, Tracking
+from facta.log.ids import uuid7
 
 if TYPE_CHECKING:
     from facta.entities.runtime import Runtime
 
 
-@dataclasses.dataclass(slots=True, eq=False)
+class StaleRead(WrongExpectedVersion):
+    """A commit of this process moved a participant after the transaction read it.
+
+    Raised before appending, since the log would refuse the append: the cached entry is
+    already past the version read (it only ever moves forward by committed events).
+    """
+
+
 class Participant:
-    spec: KindSpec
-    stream: str
-    state: Any
-    read_version: int
-    staged: list[Any] = dataclasses.field(default_factory=list)
-    metadata: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """One entity in a transaction: what it read, and the events it staged since."""
+
+    __slots__ = (
+        "entry",
+        "metadata",
+        "read_state",
+        "read_version",
+        "spec",
+        "staged",
+        "state",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        spec: KindSpec,
+        stream: str,
+        state: Any,
+        read_version: int,
+        entry: ActiveEntity | None = None,
+    ) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.state = state  # with the staged events applied
+        self.read_state = state
+        self.read_version = read_version
+        self.staged: list[Any] = []
+        self.metadata: list[dict[str, Any]] = []
+        self.entry = entry  # the cached entity it was read from
+
+
+def causality(
+    command_id: str | None, causation_id: str | None, correlation_id: str | None
+) -> dict[str, Any]:
+    """Metadata every event of a command carries: what caused it and the root of its chain."""
+    command = command_id or str(uuid7())
+    return {
+        "command_id": command,
+        "causation_id": causation_id or command,
+        "correlation_id": correlation_id or causation_id or command,
+    }
 
 
 class Transaction:
@@ -43,8 +85,6 @@ class Transaction:
         correlation_id: str | None,
         causation_id: str | None,
     ) -> None:
-        from facta.entities.runtime import causality
-
         self.runtime = runtime
         self.command_id = command_id
         self.metadata = causality(command_id, causation_id, correlation_id)
@@ -56,16 +96,24 @@ class Transaction:
         return TxEntity(self, spec_of(kind), entity_id)
 
     async def participant(self, spec: KindSpec, entity_id: str) -> Participant:
-        stream = spec.stream(entity_id)
+        stream = f"{spec.name}-{entity_id}"
         found = self.participants.get(stream)
+        if found is not None:
+            return found
+        runtime = self.runtime
+        entry = runtime.cache.peek(stream)
+        if entry is None:
+            stream = spec.stream(entity_id)  # checks the name before the first activation
+        if entry is None or not entry.activated:
+            entry = await runtime.activate(spec, stream)
+        else:
+            runtime.cache.touch(entry)
+        if entry.committing:
+            await entry.settled(runtime.config.mailbox_timeout)
+        found = self.participants.get(stream)  # another task of this tx may have won
         if found is None:
-            entry = await self.runtime.activate(spec, stream)
-            if entry.committing:
-                await entry.settled(self.runtime.config.mailbox_timeout)
-            found = self.participants.get(stream)  # another task of this tx may have won
-            if found is None:
-                found = Participant(spec, stream, entry.state, entry.version)
-                self.participants[stream] = found
+            found = Participant(spec, stream, entry.state, entry.version, entry=entry)
+            self.participants[stream] = found
         return found
 
     async def send(
@@ -78,10 +126,13 @@ class Transaction:
         """Decide ``command`` on the participant's staged state; a DomainError propagates."""
         p = await self.participant(spec, entity_id)
         decided = spec.run_decide(command, p.state)
-        for event in decided:
-            p.state = spec.evolve(p.state, event)
-            p.staged.append(event)
-            p.metadata.append(metadata or self.metadata)
+        if decided:
+            evolve, state = spec.evolve, p.state
+            for event in decided:
+                state = evolve(state, event)
+            p.state = state
+            p.staged.extend(decided)
+            p.metadata.extend([metadata or self.metadata] * len(decided))
         self.staged(p, decided)
         return decided
 
@@ -91,9 +142,8 @@ class Transaction:
     def entries(self) -> list[StreamAppend]:
         out = []
         for p in self.participants.values():
-            events = tuple(
-                p.spec.to_new_event(e, m) for e, m in zip(p.staged, p.metadata, strict=True)
-            )
+            to_new_event = p.spec.to_new_event
+            events = tuple([to_new_event(e, m) for e, m in zip(p.staged, p.metadata, strict=True)])
             out.append(StreamAppend(p.stream, events, p.read_version))
         return out
 
@@ -101,11 +151,15 @@ class Transaction:
         self, key: str | None, outcome: Any, tracking: Tracking | None = None
     ) -> AppendResult:
         """Append every participant (read checks for the read-only ones) in one append."""
-        extra = [StreamAppend(stream, tuple(events)) for stream, events in self.emitted.items()]
-        entries = [*self.entries(), *extra]
+        await self._check_reads()
+        entries = self.entries()
+        if self.emitted:
+            entries += [StreamAppend(s, tuple(events)) for s, events in self.emitted.items()]
         if not entries and key is None and tracking is None:
             return AppendResult(None, None, ())
-        marks = self._mark_committing()
+        writing = [p.entry for p in self.participants.values() if p.staged and p.entry]
+        for entry in writing:
+            entry.commit_started()  # readers in this process wait for it to settle
         try:
             result = await self.runtime.log.append_many(
                 entries, key=key, outcome=outcome if key is not None else None, tracking=tracking
@@ -113,32 +167,34 @@ class Transaction:
             if not result.replayed:
                 self.apply_committed()
         finally:
-            for entry, mark in marks:
-                entry.committing.discard(mark)
-                mark.set_result(None)
+            for entry in writing:
+                entry.commit_ended()
         return result
 
-    def _mark_committing(self) -> list[tuple[ActiveEntity, asyncio.Future[None]]]:
-        marks = []
-        loop = asyncio.get_running_loop()
+    async def _check_reads(self) -> None:
+        """Let this process's in-flight commits on the participants settle, then fail fast
+        (:class:`StaleRead`) if one of them moved a participant past the version read.
+
+        Appending would only learn the same from the log, one commit later.
+        """
+        timeout = self.runtime.config.mailbox_timeout
         for p in self.participants.values():
-            entry = self.runtime.cache.peek(p.stream) if p.staged else None
-            if entry is not None:
-                mark: asyncio.Future[None] = loop.create_future()
-                entry.committing.add(mark)
-                marks.append((entry, mark))
-        return marks
+            entry = p.entry
+            if entry is None:
+                continue
+            if entry.committing:
+                await entry.settled(timeout)
+            if entry.version > p.read_version:
+                raise StaleRead(p.stream, p.read_version, entry.version)
 
     def apply_committed(self) -> None:
         """Move the shared cache forward by the staged events, where it still is at the read."""
+        runtime = self.runtime
         for p in self.participants.values():
-            if not p.staged:
-                continue
-            entry = self.runtime.cache.peek(p.stream)
-            if entry is not None and entry.version == p.read_version:
-                first = p.read_version + 1
-                entry.advance(zip(range(first, first + len(p.staged)), p.staged, strict=True))
-                self.runtime.maybe_snapshot(entry)
+            entry = p.entry
+            if p.staged and entry is not None and entry.version == p.read_version:
+                entry.committed(p.read_version, p.read_state, p.staged, p.state)
+                runtime.maybe_snapshot(entry)
 
     async def refresh(self) -> None:
         """After a conflict: catch every participant's cached entry up with the log."""
@@ -157,6 +213,8 @@ class Transaction:
 
 class TxEntity:
     """An entity inside a transaction: ``await send(command)``, ``await state()``."""
+
+    __slots__ = ("id", "spec", "tx")
 
     def __init__(self, tx: Transaction, spec: KindSpec, entity_id: str) -> None:
         self.tx = tx
