@@ -72,6 +72,7 @@ class GroupCommit:
         # Threads blocked on the condition for room in the queue or for the writer to go idle;
         # the runner wakes them only when there are some, so a lone caller costs no wake-ups.
         self._room_waiters = 0
+        self._serve_waiting = False  # the writer thread waits on the condition
         self._idle_waiters = 0
         # One deadline timer per event loop instead of one per async append.
         self._deadlines: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
@@ -120,7 +121,8 @@ class GroupCommit:
             full = len(self._queue) >= self._queue_limit
             if not full:
                 self._enqueue(pending, time.monotonic() + self._timeout)
-                self._cond.notify_all()
+                if self._serve_waiting:  # else the writer finds the append when it looks
+                    self._cond.notify_all()
         if full:  # rare: wait for room in a thread, not on the event loop
             try:
                 await asyncio.to_thread(
@@ -191,7 +193,11 @@ class GroupCommit:
         while True:
             with self._cond:
                 while not self._closed and (not self._queue or self._running or self._held):
-                    self._cond.wait()
+                    self._serve_waiting = True
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._serve_waiting = False
                 if self._closed and not self._queue:
                     return
                 if self._running or self._held:

@@ -123,7 +123,7 @@ def prepare_append(
                 f"stream {stream!r}: an entry without events is a read check and needs an "
                 f"exact version, found {_spell(expect)}"
             )
-        spelled = _spell(expect).encode()
+        spelled = expect.value.encode() if isinstance(expect, Expect) else b"%d" % expect
         chunks += (prefix, _pack(len(spelled)), spelled)
         ids = uuid7_blobs(len(events))
         prepared = tuple(
