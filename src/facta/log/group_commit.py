@@ -72,7 +72,10 @@ class GroupCommit:
         # Threads blocked on the condition for room in the queue or for the writer to go idle;
         # the runner wakes them only when there are some, so a lone caller costs no wake-ups.
         self._room_waiters = 0
+        self._serve_waiting = False  # the writer thread waits on the condition
         self._idle_waiters = 0
+        # One deadline timer per event loop instead of one per async append.
+        self._deadlines: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
         self._thread = threading.Thread(
             target=self._serve, name=f"facta-writer:{name}", daemon=True
         )
@@ -104,26 +107,43 @@ class GroupCommit:
         return pending.result
 
     async def submit_async(self, request: PreparedAppend) -> Any:
+        """Append from a task; returns the result or raises the append's error.
+
+        A caller cancelled while it waits gets CancelledError, and its append goes on: it may
+        still commit, and nothing reports it failed. Its future is cancelled, so the answer,
+        when it comes, is dropped unseen (never a "Future exception was never retrieved").
+        """
         loop = asyncio.get_running_loop()
-        pending = Pending(request, loop, loop.create_future())
-        deadline = time.monotonic() + self._timeout
+        future = loop.create_future()
+        pending = Pending(request, loop, future)
+        deadline = loop.time() + self._timeout
         with self._cond:
             full = len(self._queue) >= self._queue_limit
             if not full:
-                self._enqueue(pending, deadline)
-                self._cond.notify_all()
+                self._enqueue(pending, time.monotonic() + self._timeout)
+                if self._serve_waiting:  # else the writer finds the append when it looks
+                    self._cond.notify_all()
         if full:  # rare: wait for room in a thread, not on the event loop
-            await asyncio.to_thread(self._enqueue_blocking, pending, deadline)
-        future = pending.future
-        assert future is not None
-        # A timer that fails the future is much cheaper than wait_for(shield(...)) per append.
-        timer = loop.call_later(
-            max(0.0, deadline - time.monotonic()), _expire, future, self._timeout
-        )
+            try:
+                await asyncio.to_thread(
+                    self._enqueue_blocking, pending, time.monotonic() + self._timeout
+                )
+            except BaseException:
+                # Cancelled while the thread may still enqueue it: drop the answer unseen.
+                future.cancel()
+                raise
+        self._deadlines_of(loop).add(future, deadline)
+        return await future
+
+    def _deadlines_of(self, loop: asyncio.AbstractEventLoop) -> _Deadlines:
         try:
-            return await future
-        finally:
-            timer.cancel()
+            return self._deadlines[loop]
+        except KeyError:
+            with self._cond:  # a new loop: forget the closed ones (rare, and under the lock)
+                for old in [old for old in self._deadlines if old.is_closed()]:
+                    del self._deadlines[old]
+                deadlines = self._deadlines[loop] = _Deadlines(loop, self._timeout)
+            return deadlines
 
     def _enqueue_blocking(self, pending: Pending, deadline: float) -> None:
         with self._cond:
@@ -173,7 +193,11 @@ class GroupCommit:
         while True:
             with self._cond:
                 while not self._closed and (not self._queue or self._running or self._held):
-                    self._cond.wait()
+                    self._serve_waiting = True
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._serve_waiting = False
                 if self._closed and not self._queue:
                     return
                 if self._running or self._held:
@@ -259,11 +283,45 @@ def _acknowledge(batch: list[Pending], metrics: LogMetrics) -> None:
             loop.call_soon_threadsafe(_resolve_futures, items)
 
 
-def _expire(future: asyncio.Future[Any], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(
-            AppendTimeout(f"append got no answer within {timeout}s; it may or may not be written")
-        )
+class _Deadlines:
+    """The unanswered async appends of one event loop, oldest first, and one timer that fails
+    those past their deadline. Every append has the same timeout, so the oldest unanswered one
+    is always the next to expire; answered ones are dropped from the front as appends arrive."""
+
+    __slots__ = ("_loop", "_queue", "_timeout", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._queue: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, future: asyncio.Future[Any], deadline: float) -> None:
+        queue = self._queue
+        while queue and queue[0][1].done():
+            queue.popleft()
+        queue.append((deadline, future))
+        if self._timer is None:
+            self._timer = self._loop.call_at(queue[0][0], self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._timer = None
+        queue = self._queue
+        now = self._loop.time()
+        while queue:
+            deadline, future = queue[0]
+            if not future.done():
+                if deadline > now:
+                    break
+                future.set_exception(
+                    AppendTimeout(
+                        f"append got no answer within {self._timeout}s; "
+                        "it may or may not be written"
+                    )
+                )
+            queue.popleft()
+        if queue:
+            self._timer = self._loop.call_at(queue[0][0], self._expire_due)
 
 
 def _resolve_futures(items: list[Pending]) -> None:

@@ -72,3 +72,8 @@ def uuid7_texts(count: int) -> list[str]:
         h = f"{value:032x}"
         texts.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return texts
+
+
+def uuid7_blobs(count: int) -> list[bytes]:
+    """``count`` ids as their 16 bytes, the form the log stores."""
+    return [value.to_bytes(16, "big") for value in _uuid7_ints(count)]

@@ -10,6 +10,7 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -26,15 +27,20 @@ from facta.log.event import (
     check_expectation,
     check_stream_name,
 )
-from facta.log.ids import uuid7_texts
+from facta.log.ids import uuid7_blobs
 
 _LENGTH = struct.Struct("<Q")
-# Event type names already checked, so the pattern runs once per name (bounded).
-_known_types: set[str] = set()
+_pack = _LENGTH.pack
+_NO_ID = _pack(0)
+# Checked names, each with the hash prefix it contributes, so a name is checked and encoded
+# once (bounded: past the limit, names are checked on every use).
+_KNOWN_LIMIT = 10_000
+_event_prefixes: dict[tuple[str, int], bytes] = {}
+_stream_prefixes: dict[str, bytes] = {}
 
 
 class PreparedEvent(msgspec.Struct, frozen=True):
-    id: str
+    id: bytes  # the 16 bytes of the UUID, as the log stores it
     type: str
     schema_version: int
     data: str
@@ -65,10 +71,7 @@ class PreparedAppend(msgspec.Struct, frozen=True):
     event_count: int
     size: int
     tracking: PreparedTracking | None = None
-
-    @property
-    def has_given_ids(self) -> bool:
-        return any(e.id_given for s in self.streams for e in s.events)
+    has_given_ids: bool = False
 
 
 def prepare_append(
@@ -79,7 +82,12 @@ def prepare_append(
     config: LogConfig,
     tracking: Tracking | None = None,
 ) -> PreparedAppend:
-    """Validate and encode an append; raise :class:`InvalidInput` naming the first problem."""
+    """Validate and encode an append; raise :class:`InvalidInput` naming the first problem.
+
+    The request hash is SHA-256 over length-prefixed parts (stream and expectation; each event's
+    type, schema version, given id, data and metadata; the outcome; the tracking record),
+    gathered in a list and hashed once.
+    """
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
         raise InvalidInput(f"idempotency key must be a string of 1-500 characters, found {key!r}")
     if outcome is not None and key is None:
@@ -88,35 +96,47 @@ def prepare_append(
         raise InvalidInput(
             "an append needs at least one stream (or a key with an outcome, or a tracking record)"
         )
-    digest = hashlib.sha256()
-    seen: set[str] = set()
+    chunks: list[bytes] = []
     streams: list[PreparedStream] = []
     count = 0
     size = 0
+    given_ids = False
+    seen: set[str] | None = set() if len(entries) > 1 else None
+    max_event_bytes = config.max_event_bytes
     for entry in entries:
-        if not isinstance(entry, StreamAppend):
+        if type(entry) is not StreamAppend and not isinstance(entry, StreamAppend):
             raise InvalidInput(f"expected StreamAppend entries, found {type(entry).__name__}")
-        stream = check_stream_name(entry.stream)
-        if stream in seen:
-            raise InvalidInput(f"stream {stream!r} appears twice in one append")
-        seen.add(stream)
-        expect = check_expectation(entry.expect)
-        if not entry.events and not isinstance(expect, int):
+        stream = entry.stream
+        prefix = _stream_prefixes.get(stream) if type(stream) is str else None
+        if prefix is None:
+            prefix = _stream_prefix(stream)
+        if seen is not None:
+            if stream in seen:
+                raise InvalidInput(f"stream {stream!r} appears twice in one append")
+            seen.add(stream)
+        expect = entry.expect
+        if type(expect) is not int or expect < 0:
+            expect = check_expectation(expect)
+        events = entry.events
+        if not events and type(expect) is not int:
             raise InvalidInput(
                 f"stream {stream!r}: an entry without events is a read check and needs an "
                 f"exact version, found {_spell(expect)}"
             )
-        _feed(digest, "s", stream, _spell(expect))
-        ids = uuid7_texts(len(entry.events))
+        spelled = expect.value.encode() if isinstance(expect, Expect) else b"%d" % expect
+        chunks += (prefix, _pack(len(spelled)), spelled)
+        ids = uuid7_blobs(len(events))
         prepared = tuple(
             [
-                _prepare_event(stream, e, config, digest, new_id)
-                for e, new_id in zip(entry.events, ids, strict=True)
+                _prepare_event(stream, e, max_event_bytes, chunks, new_id)
+                for e, new_id in zip(events, ids, strict=True)
             ]
         )
         count += len(prepared)
         for e in prepared:
             size += len(e.data) + len(e.metadata)
+            if e.id_given:
+                given_ids = True
         streams.append(PreparedStream(stream, expect, prepared))
     if count > config.max_append_events:
         raise LimitExceeded(
@@ -129,14 +149,41 @@ def prepare_append(
     outcome_json: str | None = None
     if outcome is not None:
         outcome_json = encode_json_checked(outcome, "outcome")
-        _feed(digest, "o", outcome_json)
+        chunks.append(_parts("o", outcome_json))
     prepared_tracking = _prepare_tracking(tracking) if tracking is not None else None
     if prepared_tracking is not None:
         t = prepared_tracking
-        _feed(digest, "t", t.name, str(t.position), t.state, str(t.expect))
+        chunks.append(_parts("t", t.name, str(t.position), t.state, str(t.expect)))
     return PreparedAppend(
-        tuple(streams), key, outcome_json, digest.digest(), count, size, prepared_tracking
+        tuple(streams),
+        key,
+        outcome_json,
+        hashlib.sha256(b"".join(chunks)).digest(),
+        count,
+        size,
+        prepared_tracking,
+        given_ids,
     )
+
+
+def _stream_prefix(stream: object) -> bytes:
+    """Check a stream name; its part of the request hash."""
+    name = check_stream_name(stream)
+    prefix = _parts("s", name)
+    if len(_stream_prefixes) < _KNOWN_LIMIT:
+        _stream_prefixes[name] = prefix
+    return prefix
+
+
+def _event_prefix(event_type: object, version: object) -> bytes:
+    """Check an event type name and schema version; their part of the request hash."""
+    name = check_event_type(event_type)
+    if type(version) is not int or version < 1:
+        raise InvalidInput(f"event {name!r}: schema_version must be an int >= 1")
+    prefix = _parts("e", name, str(version))
+    if len(_event_prefixes) < _KNOWN_LIMIT:
+        _event_prefixes[(name, version)] = prefix
+    return prefix
 
 
 def _prepare_tracking(tracking: Tracking) -> PreparedTracking:
@@ -165,7 +212,7 @@ def encode_json_checked(value: Any, what: str) -> str:
 
 
 def _prepare_event(
-    stream: str, event: NewEvent, config: LogConfig, digest: Any, new_id: str
+    stream: str, event: NewEvent, max_event_bytes: int, chunks: list[bytes], new_id: bytes
 ) -> PreparedEvent:
     if type(event) is not NewEvent and not isinstance(event, NewEvent):
         raise InvalidInput(
@@ -173,37 +220,56 @@ def _prepare_event(
             "(register typed events with EventTypes and use EventTypes.new_event)"
         )
     event_type = event.type
-    if type(event_type) is not str or event_type not in _known_types:
-        check_event_type(event_type)
-        if len(_known_types) < 10_000:
-            _known_types.add(event_type)
     version = event.schema_version
-    if type(version) is not int or version < 1:
-        raise InvalidInput(f"event {event_type!r}: schema_version must be an int >= 1")
+    prefix = None
+    if type(event_type) is str and type(version) is int:
+        prefix = _event_prefixes.get((event_type, version))
+    if prefix is None:
+        prefix = _event_prefix(event_type, version)
     metadata = event.metadata
     data = _encode_body(event.data, stream, event_type, "data")
     meta = _encode_body(metadata, stream, event_type, "metadata")
-    causation = _reserved(metadata, "causation_id", stream, event_type)
-    correlation = _reserved(metadata, "correlation_id", stream, event_type)
-    if len(data) + len(meta) > config.max_event_bytes:
+    causation = metadata.get("causation_id")
+    correlation = metadata.get("correlation_id")
+    if causation is not None and not isinstance(causation, str):
+        _refuse_reserved("causation_id", causation, stream, event_type)
+    if correlation is not None and not isinstance(correlation, str):
+        _refuse_reserved("correlation_id", correlation, stream, event_type)
+    if len(data) + len(meta) > max_event_bytes:
         raise LimitExceeded(
             f"{_where(stream, event_type)} is {len(data) + len(meta)} bytes, over "
-            f"max_event_bytes={config.max_event_bytes}"
+            f"max_event_bytes={max_event_bytes}"
         )
-    given = event.id is not None
-    event_id = str(event.id) if given else new_id
-    # One update per event: the parts, each prefixed with its length, as _feed would.
-    parts = (b"e", event_type.encode(), str(version).encode(), event_id.encode() if given else b"")
-    digest.update(
-        b"".join([_LENGTH.pack(len(part)) + part for part in parts])
-        + _LENGTH.pack(len(data))
-        + data
-        + _LENGTH.pack(len(meta))
-        + meta
-    )
+    given = event.id
+    if given is None:
+        event_id = new_id
+        id_part = _NO_ID
+    else:
+        event_id = _given_id(given, stream, event_type)
+        text = str(UUID(bytes=event_id)).encode()
+        id_part = _pack(len(text)) + text
+    chunks += (prefix, id_part, _pack(len(data)), data, _pack(len(meta)), meta)
     return PreparedEvent(
-        event_id, event_type, version, data.decode(), meta.decode(), causation, correlation, given
+        event_id,
+        event_type,
+        version,
+        data.decode(),
+        meta.decode(),
+        causation,
+        correlation,
+        given is not None,
     )
+
+
+def _given_id(value: object, stream: str, event_type: str) -> bytes:
+    if isinstance(value, UUID):
+        return value.bytes
+    try:
+        return UUID(str(value)).bytes
+    except ValueError:
+        raise InvalidInput(
+            f"{_where(stream, event_type)}: id must be a UUID, found {value!r}"
+        ) from None
 
 
 def _where(stream: str, event_type: str) -> str:
@@ -224,23 +290,20 @@ def _encode_body(value: object, stream: str, event_type: str, part: str) -> byte
     return encode_object(value, f"{_where(stream, event_type)}: {part}")
 
 
-def _reserved(metadata: object, name: str, stream: str, event_type: str) -> str | None:
-    if not isinstance(metadata, dict):
-        return None  # _encode_body reports it
-    value = metadata.get(name)
-    if value is None or isinstance(value, str):
-        return value
+def _refuse_reserved(name: str, value: object, stream: str, event_type: str) -> None:
     raise InvalidInput(
         f"{_where(stream, event_type)}: metadata.{name} is reserved and must be a string, "
         f"found {type(value).__name__}"
     )
 
 
-def _feed(digest: Any, *parts: str) -> None:
+def _parts(*parts: str) -> bytes:
+    """The parts, each prefixed with its length: no two sequences of parts give the same bytes."""
+    out = []
     for part in parts:
         raw = part.encode()
-        digest.update(_LENGTH.pack(len(raw)))
-        digest.update(raw)
+        out.append(_pack(len(raw)) + raw)
+    return b"".join(out)
 
 
 def _spell(expect: Expectation) -> str:

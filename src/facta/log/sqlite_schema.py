@@ -8,7 +8,7 @@ import apsw
 
 from facta.log.config import LogConfig
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS facta_meta(
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS facta_meta(
 
 CREATE TABLE IF NOT EXISTS events(
     position INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
+    id BLOB NOT NULL, -- the UUID's 16 bytes: a third of the text's size in the table and index
     stream TEXT NOT NULL,
     version INTEGER NOT NULL,
     type TEXT NOT NULL,
@@ -60,11 +60,12 @@ INSERT_EVENT: Final = (
 
 # One page of events as a single JSON array, built by SQLite and decoded by msgspec in one call.
 # Safe because stream and type names cannot hold quotes or backslashes, ids are UUIDs, times are
-# ISO strings, and data and metadata are JSON we encoded ourselves.
+# ISO strings, and data and metadata are JSON we encoded ourselves; an id is written as its
+# 32 hex digits, which msgspec decodes as a UUID. format() builds each text in
+# one pass, where a chain of || copies the growing text once per piece.
 _EVENT_JSON: Final = (
-    "'[' || position || ',\"' || stream || '\",' || version || ',\"' || type || '\",' || "
-    "schema_version || ',\"' || id || '\",\"' || recorded_at || '\",' || data || ',' || "
-    "metadata || ']'"
+    'format(\'[%d,"%s",%d,"%s",%d,"%s","%s",%s,%s]\', position, stream, version, type, '
+    "schema_version, hex(id), recorded_at, data, metadata)"
 )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Final
+from uuid import UUID
 
 import apsw
 import msgspec
@@ -73,6 +74,7 @@ class SqliteWriter:
         self._known_versions: dict[str, int] = {}
         self._known_data_version = -1
         self._staged: tuple[int, dict[str, int]] | None = None
+        self._now = ""
 
     def run_batch(self, batch: list[Pending], acknowledge: Callable[[list[Pending]], None]) -> None:
         conn = self._conn
@@ -91,6 +93,8 @@ class SqliteWriter:
         if conn.data_version() != self._known_data_version:
             self._forget()  # another connection committed: read the state from the file
         self._staged = None
+        # One time for the batch: its appends are learned by the log in one commit.
+        self._now = format_time(self.clock.now())
         try:
             self._apply_all(conn, batch)
         except BaseException as exc:
@@ -218,7 +222,7 @@ class SqliteWriter:
         self, conn: Any, request: PreparedAppend, head: int, versions: dict[str, int]
     ) -> AppendResult:
         currents = [self._current_version(conn, e.stream, versions) for e in request.streams]
-        now = format_time(self.clock.now())
+        now = self._now
         # The result this append has if it succeeds: positions and versions follow from the
         # head and the current versions.
         position = head
@@ -323,14 +327,14 @@ class SqliteWriter:
             raise TrackingConflict(tracking.name, tracking.expect, current)
 
     def _check_given_ids(self, conn: Any, request: PreparedAppend) -> None:
-        seen: set[str] = set()
+        seen: set[bytes] = set()
         for entry in request.streams:
             for event in entry.events:
                 if event.id in seen:
-                    raise DuplicateEventId(event.id)
+                    raise DuplicateEventId(str(UUID(bytes=event.id)))
                 seen.add(event.id)
                 if (
                     event.id_given
                     and conn.execute("SELECT 1 FROM events WHERE id = ?", (event.id,)).fetchone()
                 ):
-                    raise DuplicateEventId(event.id)
+                    raise DuplicateEventId(str(UUID(bytes=event.id)))
