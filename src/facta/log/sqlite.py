@@ -599,9 +599,20 @@ class SqliteLog:
         self._checkpointer.join(5.0)
         self._poller.close()
         with self._readers_lock:
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
+            readers, self._all_readers = self._all_readers, []
+        # A read started before close may still run in another thread (a worker of an event
+        # loop that is gone, say): give it a moment to finish, then leave its connection to be
+        # closed when it is collected rather than fail the close.
+        deadline = time.monotonic() + 5.0
+        for conn in readers:
+            while True:
+                try:
+                    conn.close()
+                    break
+                except apsw.ThreadingViolationError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.01)
         self._writer.close()
 
     def __enter__(self) -> SqliteLog:
