@@ -33,9 +33,19 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/log/keys/{key:path}"): Access.READ,
     ("GET", "/log/stats"): Access.READ,
     ("GET", "/log/live"): Access.READ,
+    ("GET", "/"): Access.PUBLIC,
+    ("GET", "/static/{name:path}"): Access.PUBLIC,
+    ("GET", "/dashboards"): Access.READ,
+    ("GET", "/dashboards/clock"): Access.READ,
+    ("PUT", "/dashboards/{name}"): Access.ADMIN,
 }
 
-SAMPLE_PATHS = {"{stream}": "scope-check", "{key:path}": "no-such-key", "{name:path}": "x.js"}
+SAMPLE_PATHS = {
+    "{stream}": "scope-check",
+    "{key:path}": "no-such-key",
+    "{name:path}": "x.js",
+    "{name}": "flights",
+}
 APPEND_BODY = {"events": [{"type": "Checked"}]}
 MULTI_BODY = {"streams": [{"stream": "scope-check", "events": [{"type": "Checked"}]}]}
 

@@ -14,7 +14,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from facta.log.sqlite import SqliteLog
-from facta.server import live_routes, log_routes, service_routes, session_routes
+from facta.server import (
+    dashboard_routes,
+    live_routes,
+    log_routes,
+    service_routes,
+    session_routes,
+)
 from facta.server.config import ServerConfig
 from facta.server.guards import BodyLimit, HostAllowList
 from facta.server.live import LogFeed
@@ -28,6 +34,7 @@ ROUTERS = (
     session_routes.router,
     log_routes.router,
     live_routes.router,
+    dashboard_routes.router,
 )
 
 
