@@ -111,8 +111,8 @@ class Panel(_Model):
             params.update(column=self.measure, x=self.x or "", y=self.y or "")
         if self.group_by is not None and kind not in ("kpi", "heatmap"):
             params["group_by"] = ",".join(self.group_by)
-        if kind == "series" and self.group_by is None:
-            params["group_by"] = ""
+        if kind in ("series", "box_sequence") and self.group_by is None:
+            params["group_by"] = ""  # over time, by default one line or one box per bucket
         if kind == "box_sequence":
             params["per_bucket"] = "true"
         if kind in ("series", "box_sequence") and self.every:
@@ -152,6 +152,7 @@ class ViewCatalog:
     width: str | None
     timezone: str
     measures: dict[str, str]
+    measure_fields: dict[str, tuple[str, ...]]
     columns: tuple[str, ...]
 
     @classmethod
@@ -163,6 +164,7 @@ class ViewCatalog:
             width=None if bucket is None else bucket.width,
             timezone="UTC" if bucket is None else bucket.timezone,
             measures={m.name: m.kind for m in view.measures},
+            measure_fields={m.name: tuple(m.fields) for m in view.measures},
             columns=tuple(view.output_types()),
         )
 
