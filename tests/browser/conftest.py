@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from facta.demo import TABLES, prepare
 from facta.server.tokens import create_token
@@ -33,15 +34,6 @@ LAUNCH_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium; "
-        ".ci/run installs it)",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright  # noqa: E402
 
 
 @dataclass
