@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,12 @@ def artefacts() -> Path:
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     folder = tmp_path_factory.mktemp("demo")
-    _, project, _ = prepare(folder, CUTOFF, progress=False, tables=TABLES[:2])
+    # In a thread of its own: Playwright's sync API keeps an event loop running on this one,
+    # and the importer starts its own.
+    with ThreadPoolExecutor(1) as pool:
+        _, project, _ = pool.submit(
+            prepare, folder, CUTOFF, progress=False, tables=TABLES[:2]
+        ).result()
     admin = create_token("admin", ["admin"])
     reader = create_token("reader", ["read"])
     args = ["--project", str(project), "--sse-heartbeat", "1"]
@@ -106,7 +112,7 @@ def context(browser: Browser, foreign: ForeignRequests) -> Iterator[BrowserConte
 def page(context: BrowserContext) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[Any] = []
-    opened.on("pageerror", errors.append)
+    opened.on("pageerror", lambda error: errors.append(error))
     yield opened
     assert errors == [], f"script errors on the page: {errors}"
 
