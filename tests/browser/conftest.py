@@ -68,7 +68,7 @@ def artefacts() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     folder = tmp_path_factory.mktemp("demo")
     # In a thread of its own: Playwright's sync API keeps an event loop running on this one,
@@ -84,8 +84,10 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield Demo(server, project, admin.token, reader.token)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API runs an event loop on the main thread while it is
+    # open, and tests elsewhere call asyncio.run.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS

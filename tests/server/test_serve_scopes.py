@@ -33,6 +33,10 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/log/keys/{key:path}"): Access.READ,
     ("GET", "/log/stats"): Access.READ,
     ("GET", "/log/live"): Access.READ,
+    ("GET", "/views"): Access.READ,
+    ("GET", "/views/{name}/{shape}"): Access.READ,
+    ("POST", "/sql"): Access.READ,
+    ("GET", "/processors"): Access.READ,
     ("GET", "/"): Access.PUBLIC,
     ("GET", "/static/{name:path}"): Access.PUBLIC,
     ("GET", "/dashboards"): Access.READ,
@@ -44,7 +48,8 @@ SAMPLE_PATHS = {
     "{stream}": "scope-check",
     "{key:path}": "no-such-key",
     "{name:path}": "x.js",
-    "{name}": "flights",
+    "{name}": "no-such-view",
+    "{shape}": "kpi",
 }
 APPEND_BODY = {"events": [{"type": "Checked"}]}
 MULTI_BODY = {"streams": [{"stream": "scope-check", "events": [{"type": "Checked"}]}]}
@@ -110,6 +115,8 @@ def _request(
         body = MULTI_BODY
     elif method == "POST" and path.startswith("/log/streams/"):
         body = APPEND_BODY
+    elif (method, path) == ("POST", "/sql"):
+        body = {"sql": "SELECT 1 AS one"}
     with client.stream(method, path, json=body, headers=headers) as response:
         if "text/event-stream" not in response.headers.get("content-type", ""):
             response.read()

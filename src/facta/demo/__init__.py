@@ -107,15 +107,10 @@ def serve(
     log: Path, project: Path, port: int, token_line: str
 ) -> tuple[subprocess.Popen[str], str]:
     """Step 3: ``facta serve --project`` in a subprocess; returns it and its URL."""
-    command = [sys.executable, "-m", "facta.server", "--log", str(log), "--port", str(port)]
-    # Until facta serve takes --project (and runs the maintainers), the views stay as applied.
-    if (
-        "--project"
-        in subprocess.run(
-            [sys.executable, "-m", "facta.server", "--help"], capture_output=True, text=True
-        ).stdout
-    ):
-        command[5:5] = ["--project", str(project)]
+    command = [
+        sys.executable, "-m", "facta.server", "--log", str(log), "--project", str(project),
+        "--port", str(port),
+    ]  # fmt: skip
     print(f"\n$ FACTA_TOKENS=... facta serve {shlex.join(command[3:])}", flush=True)
     env = {**os.environ, "FACTA_TOKENS": token_line}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,6 +21,7 @@ from facta.server import (
     log_routes,
     service_routes,
     session_routes,
+    view_routes,
 )
 from facta.server.config import ServerConfig
 from facta.server.guards import BodyLimit, HostAllowList
@@ -28,35 +30,50 @@ from facta.server.problems import install_handlers
 from facta.server.sessions import CSRF_HEADER, SessionStore
 from facta.server.state import ServerState
 from facta.server.tokens import TokenStore
+from facta.server.view_service import ViewService
 
 ROUTERS = (
     service_routes.router,
     session_routes.router,
     log_routes.router,
     live_routes.router,
+    view_routes.router,
     dashboard_routes.router,
 )
 
 
 def create_app(
-    log: SqliteLog, config: ServerConfig | None = None, tokens: TokenStore | None = None
+    log: SqliteLog,
+    config: ServerConfig | None = None,
+    tokens: TokenStore | None = None,
+    *,
+    project: Path | None = None,
 ) -> FastAPI:
-    """Build the HTTP API over ``log``. The caller owns the log and closes it."""
+    """Build the HTTP API over ``log``. The caller owns the log and closes it.
+
+    With ``project``, the server maintains the views the project declares (see
+    :mod:`facta.server.maintainers`); without, it serves views maintained elsewhere.
+    """
     config = config or ServerConfig()
+    views = ViewService(log.path, project)
     state = ServerState(
         log=log,
         config=config,
         tokens=tokens if tokens is not None else TokenStore(),
         sessions=SessionStore(config.session_ttl, config.max_sessions),
         feed=LogFeed(log, config.sse_queue),
+        views=views,
     )
+    state.feed.listeners.append(views.wake)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.feed.start()
+        await views.start()
         try:
             yield
         finally:
+            await views.stop()
             await state.feed.stop()
 
     app = FastAPI(

@@ -38,6 +38,10 @@ serve_app = typer.Typer(
 def serve(
     ctx: typer.Context,
     log: Annotated[Path, typer.Option(help="the log file")] = Path("facta.db"),
+    project: Annotated[
+        Path | None,
+        typer.Option(help="maintain the views this project file declares (facta.toml)"),
+    ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
     allow_host: Annotated[
@@ -73,6 +77,8 @@ def serve(
         )
         tokens = TokenStore.from_environment(tokens_file)
         opened = SqliteLog(log, LogConfig(lock_timeout=lock_timeout))
+        if project is not None and not project.is_file():
+            raise FileNotFoundError(f"no project file at {project}")
     except (FactaError, TokenConfigError, OSError) as exc:
         typer.echo(f"facta serve: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -89,7 +95,7 @@ def serve(
             err=True,
         )
     try:
-        run_server(create_app(opened, config, tokens), config)
+        run_server(create_app(opened, config, tokens, project=project), config)
     finally:
         opened.close()
 

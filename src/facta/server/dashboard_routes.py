@@ -53,12 +53,7 @@ async def static_file(name: str) -> FileResponse:
 
 def project_path(request: Request) -> Path | None:
     """The project file ``facta serve --project`` was given, if any."""
-    state = server_state(request)
-    for owner in (state, state.config):
-        found = getattr(owner, "project", None)
-        if found is not None:
-            return Path(found)
-    return None
+    return server_state(request).views.project
 
 
 def _log_path(request: Request) -> str:

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -124,6 +124,8 @@ class LogFeed:
         self.position = 0
         self._task: asyncio.Task[None] | None = None
         self._subscribers: set[Subscriber] = set()
+        # Called on the loop after each event the feed sees (e.g. to wake view maintainers).
+        self.listeners: list[Callable[[], None]] = []
 
     @property
     def subscribers(self) -> int:
@@ -156,6 +158,8 @@ class LogFeed:
                     if not subscriber.offer(event):
                         self._subscribers.discard(subscriber)
                 self.position = event.position
+                for listener in self.listeners:
+                    listener()
         except Exception:
             _log.exception("the live log feed stopped")
             raise

@@ -1,4 +1,4 @@
-"""What every route of one server shares: the log, settings, tokens, sessions, live feed."""
+"""What every route of one server shares: the log, settings, tokens, sessions, live feed, views."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from facta.server.live import LogFeed
 from facta.server.problems import ApiError, unavailable
 from facta.server.sessions import SessionStore
 from facta.server.tokens import TokenStore
+from facta.server.view_service import ViewService
 
 
 class ConnectionLimits:
@@ -46,6 +47,7 @@ class ServerState:
     tokens: TokenStore
     sessions: SessionStore
     feed: LogFeed
+    views: ViewService
     connections: ConnectionLimits = field(init=False)
 
     def __post_init__(self) -> None:

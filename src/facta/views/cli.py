@@ -255,6 +255,8 @@ def apply_command(
     views = _compiled(project)
     dashboards = _dashboards(project, views)
     store = ViewStore(views_path(log))
+    # A running `facta serve` hands over the views it maintains when asked (between batches).
+    store.lock_wait = 10.0
     try:
         done = apply(log, store, views)
     except (ViewLocked, ViewError) as exc:

@@ -9,7 +9,9 @@ rebuilt from the log.
 Tables: ``view_generations`` (one row per build of a view: definition, hash, checkpoint, rejects),
 ``view_current`` (which generation readers use — a rebuild swaps this row, never a file),
 ``view_cells`` (one row per group and bucket: serialised measure states and the position at
-which the cell last changed), ``view_locks`` (the one maintainer of each view).
+which the cell last changed), ``view_locks`` (the one maintainer of each view),
+``view_handover`` (a request that the maintainer let go of a view, so ``facta apply`` can
+rebuild or drop it while ``facta serve`` maintains it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dataclasses
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -58,6 +61,11 @@ CREATE TABLE IF NOT EXISTS view_applied(
     applied_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS view_cells_changed ON view_cells(view, generation, changed_at);
+CREATE TABLE IF NOT EXISTS view_handover(
+    view TEXT PRIMARY KEY,
+    requester TEXT NOT NULL,
+    requested_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS view_locks(
     view TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -115,6 +123,8 @@ class ViewStore:
         self.path = os.fspath(path)
         # Decoded cells of readers, per view (see ViewSnapshot); refreshed by changed_at.
         self.cache: dict[str, Any] = {}
+        # How long lock() waits for a live holder that honours handover requests (facta serve).
+        self.lock_wait = 0.0
         # Test hook: called inside the commit transaction, after cells and checkpoint are written.
         self.before_commit: Callable[[], None] | None = None
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
@@ -300,7 +310,39 @@ class ViewStore:
         """Become the maintainer of ``view``, or raise :class:`ViewLocked` naming the holder.
 
         A lock left by a process that no longer runs (killed, crashed) on this host is taken over.
+        With ``lock_wait`` > 0, a live holder is asked to hand the view over (a ``view_handover``
+        row, which ``facta serve`` honours between batches) and waited for that long.
         """
+        deadline = time.monotonic() + self.lock_wait
+        requested = False
+        try:
+            while True:
+                try:
+                    self._take_lock(view)
+                    return
+                except ViewLocked:
+                    if time.monotonic() >= deadline:
+                        raise
+                if not requested:
+                    with self._conn:
+                        self._conn.execute(
+                            "INSERT OR REPLACE INTO view_handover(view, requester, requested_at) "
+                            "VALUES (?, ?, ?)",
+                            (view, holder_name(), _now()),
+                        )
+                    requested = True
+                time.sleep(0.05)
+        finally:
+            if requested:
+                with self._conn:
+                    self._conn.execute("DELETE FROM view_handover WHERE view = ?", (view,))
+
+    def handover_requested(self, view: str) -> bool:
+        """Whether another process asked the maintainer of ``view`` to let go of it."""
+        row = self._conn.execute("SELECT 1 FROM view_handover WHERE view = ?", (view,)).fetchone()
+        return row is not None
+
+    def _take_lock(self, view: str) -> None:
         host = socket.gethostname()
         with self._conn:
             row = self._conn.execute(

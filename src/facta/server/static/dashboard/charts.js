@@ -212,6 +212,7 @@ const CHARTS = {
         });
       }
     });
+    const bounds = ellipseBounds(groups);
     return {
       plotted: { groups },
       option: {
@@ -219,8 +220,8 @@ const CHARTS = {
         legend: { top: 0, data: Object.values(ELLIPSE_LEGEND) },
         grid: { ...BASE.grid, top: 70 },
         tooltip: { trigger: "item", formatter: (p) => (p.seriesType === "scatter" ? `${p.value[2]}: mean (${round(p.value[0])}, ${round(p.value[1])})` : p.seriesName) },
-        xAxis: { type: "value", name: fields[0], scale: true, nameLocation: "middle", nameGap: 26 },
-        yAxis: { type: "value", name: fields[1], scale: true, nameLocation: "middle", nameGap: 40 },
+        xAxis: { type: "value", name: fields[0], scale: true, nameLocation: "middle", nameGap: 26, ...bounds.x },
+        yAxis: { type: "value", name: fields[1], scale: true, nameLocation: "middle", nameGap: 40, ...bounds.y },
         series,
       },
     };
@@ -241,6 +242,23 @@ function ellipsePoints(mean, radii, angleDegrees) {
     points.push([mean[0] + u * Math.cos(a) - v * Math.sin(a), mean[1] + u * Math.sin(a) + v * Math.cos(a)]);
   }
   return points;
+}
+
+function ellipseBounds(groups) {
+  // Small groups can have huge ellipses that would squash the rest into a dot: fit the axes to
+  // every mean and to the radius-2 ellipses of the 80 % of groups with the smallest ones (the
+  // others run off the edge, clipped).
+  if (groups.length < 3) return { x: {}, y: {} };
+  const sized = groups.filter((g) => g.r2[0] !== null).sort((a, b) => a.r2[0] - b.r2[0]);
+  const kept = sized.slice(0, Math.max(1, Math.ceil(sized.length * 0.8)));
+  const points = kept.flatMap((g) => ellipsePoints(g.mean, g.r2, g.angle)).concat(groups.map((g) => g.mean));
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  const pad = (lo, hi) => {
+    const room = (hi - lo) * 0.05 || 1;
+    return { min: Math.floor(lo - room), max: Math.ceil(hi + room) };
+  };
+  return { x: pad(Math.min(...xs), Math.max(...xs)), y: pad(Math.min(...ys), Math.max(...ys)) };
 }
 
 function boxOption(panel, labels, boxes, rows, zoomable) {
