@@ -79,7 +79,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         ).result()
     admin = create_token("admin", ["admin"])
     reader = create_token("reader", ["read"])
-    args = ["--project", str(project), "--sse-heartbeat", "1"]
+    args = ["--project", str(project), "--sse-heartbeat", "1", "--max-live-queries-per-token", "64"]
     with facta_serve(folder, [admin.line, reader.line], args) as server:
         yield Demo(server, project, admin.token, reader.token)
 

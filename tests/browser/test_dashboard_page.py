@@ -42,11 +42,6 @@ def _dashboard(demo_server: Demo) -> dict[str, Any]:
     return dict(dashboard)
 
 
-def _live_route(demo_server: Demo) -> bool:
-    with _client(demo_server) as client, client.stream("GET", "/live/views/flights/kpi") as answer:
-        return answer.status_code != 404
-
-
 def _panels(page: Page) -> dict[str, dict[str, Any]]:
     return dict(page.evaluate("() => window.__facta.panels"))
 
@@ -171,8 +166,7 @@ def test_every_panel_kind_draws_what_the_view_query_answers(
     with _client(demo_server) as client:
         for panel_id, drawn in shown.items():
             panel = definitions[panel_id]
-            if _live_route(demo_server):  # until the live view route exists, panels poll
-                assert drawn["mode"] == "live", f"{panel_id} is not fed by the live route"
+            assert drawn["mode"] == "live", f"{panel_id} is not fed by the live route"
             assert drawn["query"].startswith(f"/views/{panel['view']}/{panel['shape']}?")
             answer = client.get(f"{drawn['query']}&min_position={drawn['position']}")
             assert answer.status_code == 200, answer.text

@@ -15,6 +15,7 @@ from facta.log import SqliteLog
 from facta.views.cli import views_app
 from tests.server.conftest import Tokens
 from tests.server.server_process import RunningServer, facta_serve
+from tests.server.sse_reader import sse_messages
 from tests.server.view_project import fill_log, project_text
 
 DASHBOARD = """
@@ -209,3 +210,67 @@ def test_without_a_project_there_is_nowhere_to_save(tmp_path: Path, tokens: Toke
             "/dashboards/ops", json={"dashboard": {"panels": []}, "version": "0" * 64}
         )
     assert answer.status_code == 409 and answer.json()["error"] == "no_project"
+
+
+def test_several_live_queries_share_one_connection_and_resume(
+    served: tuple[RunningServer, Path], tokens: Tokens
+) -> None:
+    server, _ = served
+    queries = ["delays/kpi", "delays/groups?group_by=carrier&where=origin:JFK"]
+    flight = {"carrier": "ZZ", "origin": "JFK", "dest": "LAX", "dep_delay": 999.0,
+              "arr_delay": 990.0, "time_hour": "2013-01-01T15:00:00Z"}  # fmt: skip
+    with server.client(tokens.reader) as client:
+        expected = [client.get(f"/views/{q}").json() for q in queries]
+        with client.stream("GET", "/live/queries", params={"q": queries}) as live:
+            assert live.status_code == 200
+            messages = sse_messages(live)
+            snapshots = [next(messages), next(messages)]
+            assert sorted(m.json["query"] for m in snapshots) == [0, 1]
+            for message in snapshots:
+                assert message.event == "snapshot"
+                body, answer = message.json, expected[message.json["query"]]
+                assert body["position"] == answer["position"] and body["key"] == answer["key"]
+                assert body["rows"] == answer["rows"]
+            position = snapshots[-1].position
+            with server.client(tokens.writer) as writer:
+                appended = writer.post(
+                    "/log/streams/flight-ZZ1",
+                    json={"events": [{"type": "FlightDeparted", "data": flight}]},
+                )
+                assert appended.status_code == 200, appended.text
+            updates = {}
+            for message in messages:
+                if message.event == "update":
+                    updates[message.json["query"]] = message.json
+                if len(updates) == 2:
+                    break
+            assert updates[0]["upsert"][0]["flights"] == expected[0]["rows"][0]["flights"] + 1
+            assert [r["carrier"] for r in updates[1]["upsert"]] == ["ZZ"]
+        # Resuming from the snapshots' id brings both queries' changes, coalesced.
+        headers = {"Last-Event-ID": str(position)}
+        with client.stream("GET", "/live/queries", params={"q": queries}, headers=headers) as again:
+            resumed = sse_messages(again)
+            first, second = next(resumed), next(resumed)
+        assert {first.event, second.event} == {"update"}
+        zz = next(m.json for m in (first, second) if m.json["query"] == 1)
+        assert [r["carrier"] for r in zz["upsert"]] == ["ZZ"]
+
+
+@pytest.mark.parametrize(
+    ("queries", "problem"),
+    [
+        (["delays"], "q[0]: expected VIEW/SHAPE?PARAMETERS"),
+        (["delays/kpi?colour=red"], "q[0]: a live query takes no parameter 'colour'"),
+        (["delays/kpi", "delays/top?k=x"], "q[1]: k must be a whole number"),
+        (["delays/box"], "measure: the box shape needs it"),
+        (["delays/kpi"] * 33, "q: expected 1 to 32 queries, found 33"),
+    ],
+)
+def test_bad_live_queries_are_refused_naming_the_query(
+    served: tuple[RunningServer, Path], tokens: Tokens, queries: list[str], problem: str
+) -> None:
+    server, _ = served
+    with server.client(tokens.reader) as client:
+        answer = client.get("/live/queries", params={"q": queries})
+    assert answer.status_code == 400, answer.text
+    assert problem in answer.json()["detail"]

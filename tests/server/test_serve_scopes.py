@@ -42,6 +42,10 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/dashboards"): Access.READ,
     ("GET", "/dashboards/clock"): Access.READ,
     ("PUT", "/dashboards/{name}"): Access.ADMIN,
+    ("GET", "/live/queries"): Access.READ,
+    ("GET", "/live/views/{name}/{shape}"): Access.READ,
+    ("POST", "/entities/{kind}/{entity_id}/commands"): Access.APPEND,
+    ("GET", "/entities/{kind}/{entity_id}"): Access.READ,
 }
 
 SAMPLE_PATHS = {
@@ -50,6 +54,8 @@ SAMPLE_PATHS = {
     "{name:path}": "x.js",
     "{name}": "no-such-view",
     "{shape}": "kpi",
+    "{kind}": "account",
+    "{entity_id}": "a1",
 }
 APPEND_BODY = {"events": [{"type": "Checked"}]}
 MULTI_BODY = {"streams": [{"stream": "scope-check", "events": [{"type": "Checked"}]}]}
@@ -115,6 +121,8 @@ def _request(
         body = MULTI_BODY
     elif method == "POST" and path.startswith("/log/streams/"):
         body = APPEND_BODY
+    elif method == "POST" and path.startswith("/entities/"):
+        body = {"command": "Deposit", "data": {"amount": 1}}
     elif (method, path) == ("POST", "/sql"):
         body = {"sql": "SELECT 1 AS one"}
     with client.stream(method, path, json=body, headers=headers) as response:

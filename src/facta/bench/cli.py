@@ -82,11 +82,13 @@ def _register_other_benchmarks() -> None:
     """The write side's and the views' benchmarks live beside their code; they are listed here
     so that every benchmark is ``facta bench NAME``."""
     from facta.entities.bench import bank_command, entities_command
+    from facta.server.bench import serve_command
     from facta.views.cli import bench_command as views_command
 
     bench_app.command("entities")(entities_command)
     bench_app.command("bank")(bank_command)
     bench_app.command("views")(views_command)
+    bench_app.command("serve")(serve_command)
 
 
 _register_other_benchmarks()

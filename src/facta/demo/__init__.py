@@ -109,7 +109,7 @@ def serve(
     """Step 3: ``facta serve --project`` in a subprocess; returns it and its URL."""
     command = [
         sys.executable, "-m", "facta.server", "--log", str(log), "--project", str(project),
-        "--port", str(port),
+        "--port", str(port), "--max-live-queries-per-token", "64",
     ]  # fmt: skip
     print(f"\n$ FACTA_TOKENS=... facta serve {shlex.join(command[3:])}", flush=True)
     env = {**os.environ, "FACTA_TOKENS": token_line}

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from facta.log.sqlite import SqliteLog
 from facta.server import (
+    command_routes,
     dashboard_routes,
+    live_queries,
     live_routes,
     log_routes,
     service_routes,
@@ -24,9 +27,10 @@ from facta.server import (
     view_routes,
 )
 from facta.server.config import ServerConfig
+from facta.server.entity_host import EntityHost, Registered
 from facta.server.guards import BodyLimit, HostAllowList
 from facta.server.live import LogFeed
-from facta.server.problems import install_handlers
+from facta.server.problems import document_problems, install_handlers
 from facta.server.sessions import CSRF_HEADER, SessionStore
 from facta.server.state import ServerState
 from facta.server.tokens import TokenStore
@@ -38,6 +42,8 @@ ROUTERS = (
     log_routes.router,
     live_routes.router,
     view_routes.router,
+    command_routes.router,
+    live_queries.router,
     dashboard_routes.router,
 )
 
@@ -48,11 +54,14 @@ def create_app(
     tokens: TokenStore | None = None,
     *,
     project: Path | None = None,
+    registered: Registered | None = None,
 ) -> FastAPI:
     """Build the HTTP API over ``log``. The caller owns the log and closes it.
 
     With ``project``, the server maintains the views the project declares (see
-    :mod:`facta.server.maintainers`); without, it serves views maintained elsewhere.
+    :mod:`facta.server.maintainers`); without, it serves views maintained elsewhere. With
+    ``registered`` (see :mod:`facta.server.entity_host`), it serves commands to those kinds of
+    entities and runs those processors.
     """
     config = config or ServerConfig()
     views = ViewService(log.path, project)
@@ -63,6 +72,7 @@ def create_app(
         sessions=SessionStore(config.session_ttl, config.max_sessions),
         feed=LogFeed(log, config.sse_queue),
         views=views,
+        entities=EntityHost(log, registered) if registered is not None else None,
     )
     state.feed.listeners.append(views.wake)
 
@@ -70,9 +80,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.feed.start()
         await views.start()
+        if state.entities is not None:
+            await state.entities.start()
         try:
             yield
         finally:
+            if state.entities is not None:
+                await state.entities.stop()
+            await state.live_views.stop()
             await views.stop()
             await state.feed.stop()
 
@@ -89,6 +104,14 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     install_handlers(app)
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(documented())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     # Added last = outermost: the Host check runs first, then the body limit, then CORS.
     if config.cors_origins:
         app.add_middleware(

@@ -19,6 +19,7 @@ from facta.log.errors import FactaError
 from facta.log.sqlite import SqliteLog
 from facta.server.app import create_app
 from facta.server.config import ServerConfig
+from facta.server.entity_host import load_modules
 from facta.server.tokens import (
     TOKENS_ENV,
     TokenConfigError,
@@ -42,6 +43,10 @@ def serve(
         Path | None,
         typer.Option(help="maintain the views this project file declares (facta.toml)"),
     ] = None,
+    module: Annotated[
+        list[str] | None,
+        typer.Option(help="a Python module defining KINDS and/or PROCESSORS (repeatable)"),
+    ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
     allow_host: Annotated[
@@ -58,6 +63,9 @@ def serve(
     sse_heartbeat: Annotated[float, typer.Option(help="idle live stream heartbeat, s")] = 5.0,
     sse_queue: Annotated[int, typer.Option(help="pending live messages per stream")] = 10_000,
     max_connections_per_token: Annotated[int, typer.Option(help="live streams per token")] = 32,
+    max_live_queries_per_token: Annotated[
+        int, typer.Option(help="live view queries per token")
+    ] = 16,
     lock_timeout: Annotated[float, typer.Option(help="wait for another writer, s")] = 5.0,
 ) -> None:
     """Serve the log over HTTP until interrupted."""
@@ -74,8 +82,10 @@ def serve(
             sse_heartbeat=sse_heartbeat,
             sse_queue=sse_queue,
             max_connections_per_token=max_connections_per_token,
+            max_live_queries_per_token=max_live_queries_per_token,
         )
         tokens = TokenStore.from_environment(tokens_file)
+        registered = load_modules(module) if module else None
         opened = SqliteLog(log, LogConfig(lock_timeout=lock_timeout))
         if project is not None and not project.is_file():
             raise FileNotFoundError(f"no project file at {project}")
@@ -95,7 +105,8 @@ def serve(
             err=True,
         )
     try:
-        run_server(create_app(opened, config, tokens, project=project), config)
+        app = create_app(opened, config, tokens, project=project, registered=registered)
+        run_server(app, config)
     finally:
         opened.close()
 

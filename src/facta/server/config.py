@@ -31,6 +31,10 @@ class ServerConfig:
         messages a live subscriber may have pending before it is disconnected (it resumes by id).
     max_connections_per_token:
         open live streams per token (503 + ``Retry-After`` beyond).
+    max_live_queries_per_token:
+        open live view queries per token (503 + ``Retry-After`` beyond); each is also a stream.
+    live_max_rate:
+        messages a second a live view query sends one client at most (more changes coalesce).
     session_ttl:
         lifetime of a browser session cookie; ``secure_cookies`` marks them ``Secure`` (HTTPS).
     """
@@ -44,6 +48,8 @@ class ServerConfig:
     sse_heartbeat: float = 5.0
     sse_queue: int = 10_000
     max_connections_per_token: int = 32
+    max_live_queries_per_token: int = 16
+    live_max_rate: float = 10.0
     retry_after: int = 1
     session_ttl: float = 12 * 3600.0
     max_sessions: int = 10_000
@@ -57,6 +63,8 @@ class ServerConfig:
             "sse_heartbeat",
             "sse_queue",
             "max_connections_per_token",
+            "max_live_queries_per_token",
+            "live_max_rate",
             "retry_after",
             "session_ttl",
             "max_sessions",

@@ -10,10 +10,12 @@ page loaded it) and records it applied, so ``facta plan`` has nothing left to do
 
 from __future__ import annotations
 
-from pathlib import Path
+import threading
+import tomllib
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import FileResponse
 
 from facta.dashboards.applied import AppliedDashboards
@@ -51,7 +53,7 @@ async def static_file(name: str) -> FileResponse:
     return await asset(name)
 
 
-def project_path(request: Request) -> Path | None:
+def project_path(request: Request) -> FilePath | None:
     """The project file ``facta serve --project`` was given, if any."""
     return server_state(request).views.project
 
@@ -117,6 +119,13 @@ def _described(dashboard: Dashboard) -> dict[str, Any]:
     return {"name": dashboard.name, "title": dashboard.title, "panels": panels}
 
 
+_SAVING = threading.Lock()  # one save at a time: the version check and the write are one step
+_EXAMPLE = {
+    "title": "Operations",
+    "panels": [{"id": "flights", "kind": "kpi", "view": "delays", "measure": "flights"}],
+}
+
+
 @router.put(
     "/dashboards/{name}",
     summary="Save a dashboard into the project file (409 if the file changed since loaded)",
@@ -124,9 +133,20 @@ def _described(dashboard: Dashboard) -> dict[str, Any]:
 )
 def save(
     request: Request,
-    name: str,
-    dashboard: Annotated[dict[str, Any], Body(description="the [dashboards.NAME] table")],
-    version: Annotated[str, Body(description="the project version GET /dashboards gave")],
+    name: Annotated[
+        str, Path(description="the dashboard", openapi_examples={"new": {"value": "fuzzed"}})
+    ],
+    dashboard: Annotated[
+        dict[str, Any],
+        Body(description="the [dashboards.NAME] table", examples=[_EXAMPLE]),
+    ],
+    version: Annotated[
+        str | None,
+        Body(
+            description="the project version GET /dashboards gave; may be left out only to "
+            "create a dashboard the file does not declare yet"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     project = project_path(request)
     if project is None or not project.is_file():
@@ -142,14 +162,24 @@ def save(
         load_dashboards({"dashboards": {name: parsed.document()}}, views)
     except DashboardError as exc:
         raise ApiError(400, "invalid_dashboard", str(exc), field=exc.field) from None
-    except DefinitionError as exc:
+    except (DefinitionError, tomllib.TOMLDecodeError) as exc:
         raise ApiError(409, "invalid_project", f"{project}: {exc}") from None
-    try:
-        new_version = save_dashboard(project, parsed, version)
-    except StaleProject as exc:
-        raise ApiError(409, "project_changed", str(exc), found=exc.found) from None
-    with AppliedDashboards(_log_path(request)) as applied:
-        applied.record(parsed)
-    # Re-read what was written, so the answer is what the file now declares.
-    written = load_dashboard(name, read_project(project)["dashboards"][name])
+    with _SAVING:
+        if version is None:
+            if name in (read_project(project).get("dashboards") or {}):
+                raise ApiError(
+                    409,
+                    "version_required",
+                    f"{project} already declares dashboard {name!r}: send the version "
+                    "GET /dashboards gave, so nobody's edit is overwritten",
+                )
+            version = file_version(project)
+        try:
+            new_version = save_dashboard(project, parsed, version)
+        except StaleProject as exc:
+            raise ApiError(409, "project_changed", str(exc), found=exc.found) from None
+        with AppliedDashboards(_log_path(request)) as applied:
+            applied.record(parsed)
+        # Re-read what was written, so the answer is what the file now declares.
+        written = load_dashboard(name, read_project(project)["dashboards"][name])
     return {"version": new_version, "dashboard": _described(written)}

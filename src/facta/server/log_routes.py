@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from facta.log.event import (
@@ -30,6 +30,11 @@ ExpectIn = (
 )
 
 
+StreamName = Annotated[
+    str, Path(description="a stream", openapi_examples={"a stream": {"value": "account-1"}})
+]
+
+
 class EventIn(BaseModel):
     """An event to append. ``id`` is generated (UUIDv7) unless given."""
 
@@ -49,7 +54,12 @@ class AppendIn(BaseModel):
     ``outcome``: a JSON value recorded with the key (needs ``key``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"events": [{"type": "Deposited", "data": {"amount": 10}}]}]
+        },
+    )
     events: list[EventIn]
     expect: ExpectIn = "any"
     key: str | None = None
@@ -68,7 +78,19 @@ class StreamAppendIn(BaseModel):
 class AppendManyIn(BaseModel):
     """Several streams, each with its own expectation: all or nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "streams": [
+                        {"stream": "account-1", "events": [{"type": "Deposited"}]},
+                        {"stream": "account-2", "events": [{"type": "Withdrawn"}]},
+                    ]
+                }
+            ]
+        },
+    )
     streams: list[StreamAppendIn]
     key: str | None = None
     outcome: Any = None
@@ -126,7 +148,7 @@ class OutcomeOut(BaseModel):
     responses={200: {"model": AppendOut}},
     dependencies=[requires(Access.APPEND)],
 )
-async def append(stream: str, body: AppendIn, request: Request) -> Response:
+async def append(stream: StreamName, body: AppendIn, request: Request) -> Response:
     state = server_state(request)
     try:
         result = await state.log.append(
@@ -169,10 +191,10 @@ async def append_many(body: AppendManyIn, request: Request) -> Response:
     dependencies=[requires(Access.READ)],
 )
 async def read_stream(
-    stream: str,
+    stream: StreamName,
     request: Request,
     from_version: Annotated[
-        int | None, Query(ge=1, description="first version (last when backward)")
+        int | None, Query(ge=1, le=2**62, description="first version (last when backward)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     direction: Literal["forward", "backward"] = "forward",
@@ -221,7 +243,10 @@ async def read_all(
     responses={200: {"model": OutcomeOut}},
     dependencies=[requires(Access.READ)],
 )
-async def lookup(key: str, request: Request) -> Response:
+async def lookup(
+    key: Annotated[str, Path(openapi_examples={"a key": {"value": "checkout-2024-0001"}})],
+    request: Request,
+) -> Response:
     state = server_state(request)
     try:
         record = await state.log.lookup(key)
@@ -254,6 +279,7 @@ async def stats(request: Request) -> Response:
         "live_position": state.feed.position,
         "live_subscribers": state.feed.subscribers,
         "live_connections": dict(state.connections.open),
+        "live_views": state.live_views.stats(),
     }
     return _json({"log": msgspec.to_builtins(log_stats), "server": server})
 

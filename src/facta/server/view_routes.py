@@ -195,6 +195,18 @@ AsOfTime = Annotated[str | None, Query(description="only buckets ended by this e
 KnownAt = Annotated[str | None, Query(description="only events the log had recorded by this time")]
 
 
+ViewName = Annotated[
+    str, Path(description="the view", openapi_examples={"a view": {"value": "delays"}})
+]
+ShapeName = Annotated[
+    str,
+    Path(
+        description=f"one of {', '.join(SHAPES)}",
+        openapi_examples={"kpi": {"value": "kpi"}, "groups": {"value": "groups"}},
+    ),
+]
+
+
 class ColumnOut(BaseModel):
     name: str
     type: str
@@ -220,8 +232,8 @@ class QueryOut(BaseModel):
 )
 async def query_view(
     request: Request,
-    name: Annotated[str, Path(description="the view")],
-    shape: Annotated[str, Path(description=f"one of {', '.join(SHAPES)}")],
+    name: ViewName,
+    shape: ShapeName,
     where: Where = None,
     from_: From = None,
     to: To = None,
@@ -257,13 +269,13 @@ async def query_view(
         y,
     )
     query = build_query(name, shape, given)
-    query = _with_as_of_time(query, as_of_time)
+    query = with_as_of_time(query, as_of_time)
     options = reading_options(min_position, timeout, as_of_position, known_at)
     result = await read_view(server_state(request), query, options)
     return _json(result.body())
 
 
-def _with_as_of_time(query: ViewQuery, as_of_time: str | None) -> ViewQuery:
+def with_as_of_time(query: ViewQuery, as_of_time: str | None) -> ViewQuery:
     moment = parse_time("as_of_time", as_of_time)
     if moment is None:
         return query
@@ -347,7 +359,10 @@ async def list_views(request: Request) -> Response:
 class SqlIn(BaseModel):
     """One read-only SELECT over the views (their cells, finalized and mergeable columns)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"sql": "SELECT count(*) AS cells FROM delays"}]},
+    )
     sql: Annotated[str, Field(min_length=1, max_length=100_000)]
     row_cap: Annotated[int, Field(ge=1, le=SQL_ROW_CAP)] = SQL_ROW_CAP
 
@@ -382,7 +397,15 @@ async def sql(body: SqlIn, request: Request) -> Response:
 async def processors(request: Request) -> Response:
     state = server_state(request)
     statuses = await asyncio.to_thread(processor_statuses, state.log)
-    return _json([msgspec.to_builtins(status) for status in statuses])
+    running = state.entities.status() if state.entities is not None else {}
+    out = []
+    for status in statuses:
+        item = msgspec.to_builtins(status)
+        item["running"] = running.pop(status.name, None)
+        out.append(item)
+    for name, info in running.items():  # running, but no tracking record yet
+        out.append({"name": name, "state": "ok", "checkpoint": 0, "running": info})
+    return _json(out)
 
 
 def _json(value: Any) -> Response:

@@ -23,6 +23,8 @@ const state = {
   dashboard: null,
   csrf: null,
   views: new Map(), // PanelView by panel id
+  hub: new LiveHub(),
+  subscribedAt: 0,
   filters: [], // {dimension, value}
   zoom: null, // {from, to} in ms
   clock: null,
@@ -85,7 +87,6 @@ class PanelView {
     this.chart = null;
     this.pending = false;
     this.from = null;
-    this.subscribedAt = 0;
     this.card = document.createElement("section");
     this.card.className = `panel panel-${panel.kind}`;
     this.card.dataset.panel = panel.id;
@@ -141,17 +142,16 @@ class PanelView {
     return params;
   }
 
+  // A fresh live query with the current filters and time range (the hub opens it).
   subscribe() {
     if (this.live) this.live.close();
-    this.subscribedAt = Date.now();
     this.live = new LiveQuery(this.panel.view, this.panel.shape, this.params(), () => this.schedule());
-    this.live.start();
+    return this.live;
   }
 
-  maybeResubscribe() {
-    if (state.zoom || !this.panel.range_seconds) return;
-    const next = this.timeRange().from;
-    if (next !== this.from && Date.now() - this.subscribedAt >= RESUBSCRIBE_AFTER_MS) this.subscribe();
+  rangeMoved() {
+    if (state.zoom || !this.panel.range_seconds) return false;
+    return this.timeRange().from !== this.from;
   }
 
   schedule() {
@@ -195,7 +195,6 @@ class PanelView {
       view: this.panel.view,
       shape: this.panel.shape,
       query: live.path(""),
-      live: live.path("/live"),
       mode: live.mode,
       position: live.position,
       key: live.key,
@@ -290,6 +289,7 @@ async function load() {
 }
 
 function draw() {
+  state.hub.close();
   for (const view of state.views.values()) view.close();
   state.views.clear();
   window.__facta.panels = {};
@@ -302,12 +302,13 @@ function draw() {
     const view = new PanelView(panel);
     state.views.set(panel.id, view);
     container.append(view.card);
-    view.subscribe();
   }
+  resubscribeAll();
 }
 
 function resubscribeAll() {
-  for (const view of state.views.values()) view.subscribe();
+  state.subscribedAt = Date.now();
+  state.hub.follow(Array.from(state.views.values(), (view) => view.subscribe()));
   renderChips();
 }
 
@@ -322,7 +323,9 @@ async function pollClock() {
         view.position = info.position;
       }
     }
-    for (const view of state.views.values()) view.maybeResubscribe();
+    // Relative ranges follow the views' latest event time, re-asked at most every 10 s.
+    const moved = Array.from(state.views.values()).some((view) => view.rangeMoved());
+    if (moved && Date.now() - state.subscribedAt >= RESUBSCRIBE_AFTER_MS) resubscribeAll();
     updateIndicator();
   }
 }

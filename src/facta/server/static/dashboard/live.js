@@ -1,11 +1,13 @@
 "use strict";
-// A live view query: the rows of one (view, shape, parameters), kept current over SSE.
+// Live view queries: the rows of each (view, shape, parameters), kept current over SSE.
 //
 // The server sends a `snapshot` (all rows, id = position), then `update`s (rows to upsert, keys
 // to delete, id = position), `progress` on idle streams and `reset` before a new snapshot.
-// Applying them in order gives the snapshot at the last id. EventSource reconnects by itself
-// with Last-Event-ID, and the server answers with one coalesced update. If the live route is
-// missing (an older server), the query falls back to polling the request/response route.
+// Applying them in order gives the snapshot at the last id. A browser keeps only six HTTP/1.1
+// connections per host, so one LiveHub carries every panel's query on one EventSource
+// (GET /live/queries, messages tagged with the query's index). EventSource reconnects by itself
+// with Last-Event-ID and the server resumes every query from there. Where that route is
+// missing, each query polls the request/response route instead.
 
 class LiveQuery {
   constructor(view, shape, params, onChange) {
@@ -19,7 +21,6 @@ class LiveQuery {
     this.position = 0;
     this.definitionHash = null;
     this.snapshotAt = 0;
-    this.source = null;
     this.timer = null;
     this.closed = false;
     this.mode = "live";
@@ -31,38 +32,26 @@ class LiveQuery {
     return `${prefix}/views/${view}/${this.shape}?${this.params.toString()}`;
   }
 
-  start() {
-    const source = new EventSource(this.path("/live"), { withCredentials: true });
-    this.source = source;
-    let opened = false;
-    source.addEventListener("open", () => { opened = true; });
-    source.addEventListener("snapshot", (e) => this.snapshot(JSON.parse(e.data)));
-    source.addEventListener("update", (e) => this.update(JSON.parse(e.data)));
-    source.addEventListener("progress", (e) => {
-      const data = JSON.parse(e.data);
-      if (data.position > this.position) {
-        this.position = data.position;
-        this.onChange(this, false);
-      }
-    });
-    source.addEventListener("reset", () => { this.snapshotAt = 0; });
-    source.addEventListener("error", () => {
-      if (this.closed) return;
-      if (!opened && source.readyState === EventSource.CLOSED) {
-        this.poll(); // no live route here: ask the plain query route instead
-      }
-    });
+  handle(event, data) {
+    if (event === "snapshot") this.snapshot(data);
+    else if (event === "update") this.update(data);
+    else if (event === "reset") this.snapshotAt = 0;
+    else if (event === "progress" && data.position > this.position) {
+      this.position = data.position;
+      this.onChange(this, false);
+    }
   }
 
   snapshot(data) {
-    this.rows = new Map();
+    if (!data.part || data.part === 1) this.rows = new Map(); // a large snapshot comes in parts
     this.key = data.key || [];
     this.columns = data.columns || [];
     for (const row of data.rows || []) this.rows.set(this.keyOf(row), row);
     this.position = data.position;
     this.definitionHash = data.definition_hash || null;
-    this.snapshotAt = Date.now();
     this.error = null;
+    if (data.part && data.part < data.parts) return;
+    this.snapshotAt = Date.now();
     this.onChange(this, true);
   }
 
@@ -79,7 +68,6 @@ class LiveQuery {
 
   async poll() {
     this.mode = "poll";
-    if (this.source) this.source.close();
     while (!this.closed) {
       try {
         const response = await fetch(this.path(""), { credentials: "same-origin" });
@@ -99,7 +87,6 @@ class LiveQuery {
 
   close() {
     this.closed = true;
-    if (this.source) this.source.close();
     if (this.timer) clearTimeout(this.timer);
   }
 
@@ -108,4 +95,47 @@ class LiveQuery {
   }
 }
 
+class LiveHub {
+  constructor() {
+    this.queries = [];
+    this.source = null;
+  }
+
+  // Follow exactly these queries (LiveQuery objects) from now on, on one connection.
+  follow(queries) {
+    this.close();
+    this.queries = queries;
+    if (!queries.length) return;
+    const params = new URLSearchParams();
+    for (const q of queries) params.append("q", q.path("").slice("/views/".length));
+    const source = new EventSource(`/live/queries?${params.toString()}`, { withCredentials: true });
+    this.source = source;
+    let opened = false;
+    source.addEventListener("open", () => {
+      opened = true;
+    });
+    for (const event of ["snapshot", "update", "progress", "reset"]) {
+      source.addEventListener(event, (e) => {
+        const data = JSON.parse(e.data);
+        const query = this.queries[data.query];
+        if (query && !query.closed) query.handle(event, data);
+      });
+    }
+    source.addEventListener("error", () => {
+      if (this.source !== source) return;
+      if (!opened && source.readyState === EventSource.CLOSED) {
+        // Refused (an old server without /live/queries, or a query it rejects): poll each
+        // query on the request/response route, which also shows each panel its own error.
+        for (const q of queries) q.poll();
+      }
+    });
+  }
+
+  close() {
+    if (this.source) this.source.close();
+    this.source = null;
+  }
+}
+
 window.LiveQuery = LiveQuery;
+window.LiveHub = LiveHub;
