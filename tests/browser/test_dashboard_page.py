@@ -274,3 +274,44 @@ def test_saving_needs_the_admin_scope(page: Page, demo_server: Demo) -> None:
     dialog.locator("input[name=title]").fill("Not allowed")
     dialog.get_by_role("button", name="Add and save").click()
     expect(dialog.locator("#panel-error")).to_contain_text("admin scope")
+
+
+def test_filtering_by_a_dimension_value_and_zooming_into_a_time_range(
+    page: Page, demo_server: Demo
+) -> None:
+    open_dashboard(page, demo_server, demo_server.reader)
+    page.locator("#filter-dimension").select_option("carrier")
+    expect(page.locator("#filter-value option[value=UA]")).to_have_count(1)
+    page.locator("#filter-value").select_option("UA")
+    page.get_by_role("button", name="Add filter").click()
+    page.wait_for_function(
+        "() => JSON.stringify(window.__facta.panels.delay_by_carrier.plotted.labels) === "
+        "'[\"UA\"]'",
+        timeout=10_000,
+    )
+    shown = _panels(page)
+    assert "where=carrier%3AUA" in shown["delay_ellipses"]["query"]
+    assert "where=" not in shown["hour_weekday"]["query"]  # its view has no carrier
+    assert [g["label"] for g in shown["delay_ellipses"]["plotted"]["groups"]] == ["UA"]
+
+    page.get_by_role("button", name="carrier = UA ×").click()
+    page.locator("#zoom-from").fill("2013-01-10T00:00")
+    page.locator("#zoom-to").fill("2013-01-12T00:00")
+    page.get_by_role("button", name="Zoom", exact=True).click()
+    page.wait_for_function(
+        "() => window.__facta.panels.flights_per_hour.query.includes('to=')"
+        " && window.__facta.panels.delay_by_carrier.plotted.labels.length > 1",
+        timeout=10_000,
+    )
+    low, high = page.evaluate(
+        "() => [Date.parse('2013-01-10T00:00') / 1000, Date.parse('2013-01-12T00:00') / 1000]"
+    )
+    shown = _panels(page)
+    (series,) = shown["flights_per_hour"]["plotted"]["series"]
+    hours = [point[0] for point in series["data"]]
+    assert len(hours) == 48  # two days of hourly buckets, each one drawn
+    assert f"from={int(low)}" in shown["flights_7d"]["query"]
+    with _client(demo_server) as client:
+        kpi = client.get(shown["flights_7d"]["query"]).json()["rows"][0]["flights"]
+    assert shown["flights_7d"]["plotted"]["value"] == kpi and 0 < kpi < 5000
+    assert high - low == 2 * 86400

@@ -174,7 +174,10 @@ class PanelView {
     }
     if (!live.snapshotAt) return;
     const rows = live.list();
-    const drawn = DRAW[this.panel.kind](this.panel, rows, { from: this.from, view: this.view() });
+    // Time series and box-plot sequences drop the buckets that slid out of a relative range
+    // since the query was opened (it is re-opened at most every 10 s).
+    const from = this.timeRange().from;
+    const drawn = DRAW[this.panel.kind](this.panel, rows, { from, view: this.view() });
     if (this.panel.kind === "kpi") {
       this.body.textContent = drawn.text;
     } else {
