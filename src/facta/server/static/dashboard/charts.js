@@ -256,7 +256,8 @@ function ellipseBounds(groups) {
   const ys = points.map((p) => p[1]);
   const pad = (lo, hi) => {
     const room = (hi - lo) * 0.05 || 1;
-    return { min: Math.floor(lo - room), max: Math.ceil(hi + room) };
+    const step = 10 ** Math.floor(Math.log10((hi - lo + 2 * room) / 4)); // round to tick-like ends
+    return { min: Math.floor((lo - room) / step) * step, max: Math.ceil((hi + room) / step) * step };
   };
   return { x: pad(Math.min(...xs), Math.max(...xs)), y: pad(Math.min(...ys), Math.max(...ys)) };
 }

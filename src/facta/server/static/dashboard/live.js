@@ -117,8 +117,9 @@ class LiveHub {
     for (const event of ["snapshot", "update", "progress", "reset"]) {
       source.addEventListener(event, (e) => {
         const data = JSON.parse(e.data);
-        const query = this.queries[data.query];
-        if (query && !query.closed) query.handle(event, data);
+        // A heartbeat's progress is the whole connection's: every query has reached it.
+        const targets = data.query === undefined ? this.queries : [this.queries[data.query]];
+        for (const query of targets) if (query && !query.closed) query.handle(event, data);
       });
     }
     source.addEventListener("error", () => {
