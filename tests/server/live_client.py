@@ -106,3 +106,43 @@ class Background:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def sketch_columns(server: RunningServer, token: str, view: str) -> set[str]:
+    """Output columns of randomised sketches (KLL quantiles, frequent items, HLL): two merges of
+    the same states may differ within the sketch's error, so they are compared separately."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        views = client.get("/views", headers={"Authorization": f"Bearer {token}"}).json()
+    [found] = [v for v in views if v["name"] == view]
+    return {
+        column
+        for measure in found["measures"]
+        if measure["kind"] in ("quantiles", "top_k", "distinct")
+        for column in measure["columns"]
+        if not column.endswith("_n")
+    }
+
+
+def differences(
+    mine: dict[tuple[Any, ...], dict[str, Any]],
+    theirs: dict[tuple[Any, ...], dict[str, Any]],
+    skip: set[str] = frozenset(),  # type: ignore[assignment]
+) -> dict[tuple[tuple[Any, ...], str], tuple[Any, Any]]:
+    """Cells that differ (floats within 1e-9 relative are equal); keys must match exactly."""
+    out: dict[tuple[tuple[Any, ...], str], tuple[Any, Any]] = {}
+    for key in set(mine) | set(theirs):
+        left, right = mine.get(key), theirs.get(key)
+        if left is None or right is None:
+            out[(key, "<row>")] = (left is not None, right is not None)
+            continue
+        for name in set(left) | set(right):
+            if name in skip:
+                continue
+            a, b = left.get(name), right.get(name)
+            if isinstance(a, float) and isinstance(b, float):
+                if abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0):
+                    continue
+            elif a == b:
+                continue
+            out[(key, name)] = (a, b)
+    return out

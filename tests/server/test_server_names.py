@@ -10,6 +10,7 @@ def test_public_names() -> None:
         "Access",
         "Principal",
         "Scope",
+        "ServedKind",
         "ServerConfig",
         "TokenStore",
         "create_app",

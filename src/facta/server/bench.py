@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 import typer
 
-from facta.bench.method import environment, load_average, percentile
 from facta.log import LogConfig, NewEvent, SqliteLog, StreamAppend
 from facta.server.tokens import create_token
 
@@ -99,6 +98,7 @@ def _serving(workdir: Path, log: Path, project: Path, token_line: str) -> Iterat
 
 
 def health_during_rebuild(emit: LineSink, *, copies: int = 3) -> None:
+    from facta.bench.method import environment, load_average, percentile
     from facta.views.bench import build_log
 
     with tempfile.TemporaryDirectory(prefix="facta-bench-serve-") as name:
@@ -184,6 +184,7 @@ class _Listener:
 def live_latency(
     emit: LineSink, *, rate: int = 5000, per_commit: int = 50, seconds: float = 10.0
 ) -> None:
+    from facta.bench.method import environment, load_average, percentile
     from facta.views.bench import _flights
 
     rows = _flights()

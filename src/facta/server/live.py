@@ -104,6 +104,13 @@ class Subscriber:
     def idle(self) -> bool:
         return not self._items and not self.dropped
 
+    def drain(self, limit: int) -> list[RecordedEvent]:
+        """Up to ``limit`` more queued events, without waiting."""
+        taken: list[RecordedEvent] = []
+        while self._items and len(taken) < limit:
+            taken.append(self._items.popleft())
+        return taken
+
     async def next(self) -> RecordedEvent | None:
         """The next queued event; None once the queue is empty and the subscriber was dropped."""
         while True:
@@ -179,7 +186,7 @@ class LogFeed:
 class LiveSource(Protocol):
     """What :func:`heartbeat` needs of a live stream (a log stream now, a live query later)."""
 
-    def messages(self) -> AsyncIterator[LiveMessage]: ...
+    def batches(self) -> AsyncIterator[list[LiveMessage]]: ...
 
     def progress(self) -> int:
         """The position up to which everything this stream owes its client was sent."""
@@ -207,22 +214,33 @@ class LogStream:
         return self.complete
 
     async def messages(self) -> AsyncIterator[LiveMessage]:
+        """The stream's messages one by one (see :meth:`batches`)."""
+        async for batch in self.batches():
+            for message in batch:
+                yield message
+
+    async def batches(self) -> AsyncIterator[list[LiveMessage]]:
+        """The stream's messages in batches: what was ready to send at once is one write."""
         while True:
             until = self.feed.position
-            async for event in self._catch_up(until):
-                yield self._sent(event)
+            async for batch in self._batched(self._catch_up(until)):
+                yield batch
             self.complete = max(self.complete, until)
             if self.feed.position - self.complete <= self.page_size:
                 break
         subscriber = self._subscriber = self.feed.attach(self.filter)
         try:
-            async for event in self._catch_up(subscriber.start):
-                yield self._sent(event)
+            async for batch in self._batched(self._catch_up(subscriber.start)):
+                yield batch
             self.complete = max(self.complete, subscriber.start)
             self._live = True
             while (live := await subscriber.next()) is not None:
-                if live.position > self.complete:
-                    yield self._sent(live)
+                batch = []
+                for event in (live, *subscriber.drain(self.page_size)):
+                    if event.position > self.complete:
+                        batch.append(self._sent(event))
+                if batch:
+                    yield batch
             if subscriber.reason == "behind":
                 detail = (
                     "this stream fell too far behind the log and was closed; "
@@ -231,9 +249,21 @@ class LogStream:
             else:
                 detail = "the server stopped following the log; reconnect with Last-Event-ID"
             position = self.complete
-            yield LiveMessage(subscriber.reason, _json({"position": position, "detail": detail}))
+            yield [LiveMessage(subscriber.reason, _json({"position": position, "detail": detail}))]
         finally:
             self.feed.detach(subscriber)
+
+    async def _batched(
+        self, events: AsyncIterator[RecordedEvent]
+    ) -> AsyncIterator[list[LiveMessage]]:
+        batch: list[LiveMessage] = []
+        async for event in events:
+            batch.append(self._sent(event))
+            if len(batch) >= self.page_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def _sent(self, event: RecordedEvent) -> LiveMessage:
         self.complete = event.position
@@ -264,35 +294,49 @@ class LogStream:
 
 
 async def heartbeat(source: LiveSource, interval: float) -> AsyncIterator[LiveMessage]:
-    """The messages of ``source``; when none came for ``interval`` seconds, a ``progress``.
+    """The messages of ``source`` one by one, with ``progress`` when idle (see
+    :func:`heartbeat_batches`)."""
+    batches = heartbeat_batches(source, interval)
+    try:
+        async for batch in batches:
+            for message in batch:
+                yield message
+    finally:
+        await batches.aclose()  # type: ignore[attr-defined]
+
+
+async def heartbeat_batches(
+    source: LiveSource, interval: float
+) -> AsyncIterator[list[LiveMessage]]:
+    """The batches of ``source``; when none came for ``interval`` seconds, a ``progress``.
 
     The progress id is the position up to which the stream is complete, so a filtered stream
     that resumes from it does not rescan what it already scanned.
     """
-    messages = source.messages()
-    pending: asyncio.Future[LiveMessage] | None = None
+    batches = source.batches()
+    pending: asyncio.Future[list[LiveMessage]] | None = None
     try:
         while True:
             if pending is None:
-                pending = asyncio.ensure_future(anext(messages))
+                pending = asyncio.ensure_future(anext(batches))
             done, _ = await asyncio.wait({pending}, timeout=interval)
             if not done:
                 position = source.progress()
-                yield LiveMessage("progress", _json({"position": position}), position)
+                yield [LiveMessage("progress", _json({"position": position}), position)]
                 continue
             try:
-                message = pending.result()
+                batch = pending.result()
             except StopAsyncIteration:
                 return
             finally:
                 pending = None
-            yield message
+            yield batch
     finally:
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await pending
-        aclose = getattr(messages, "aclose", None)
+        aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
 

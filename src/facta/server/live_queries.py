@@ -96,20 +96,20 @@ class MultiplexedStream:
     def progress(self) -> int:
         return min(stream.progress() for stream in self.streams)
 
-    async def messages(self) -> AsyncIterator[LiveMessage]:
+    async def batches(self) -> AsyncIterator[list[LiveMessage]]:
         # Bounded: each pump waits for room; the end markers always fit.
-        queue: asyncio.Queue[tuple[int, LiveMessage | None]] = asyncio.Queue(
+        queue: asyncio.Queue[tuple[int, list[LiveMessage] | None]] = asyncio.Queue(
             maxsize=64 + len(self.streams)
         )
 
         async def pump(index: int, stream: LiveViewStream) -> None:
             try:
-                messages = stream.messages()
+                batches = stream.batches()
                 try:
-                    async for message in messages:
-                        await queue.put((index, message))
+                    async for batch in batches:
+                        await queue.put((index, batch))
                 finally:
-                    await messages.aclose()  # type: ignore[attr-defined]
+                    await batches.aclose()  # type: ignore[attr-defined]
             finally:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait((index, None))
@@ -120,18 +120,24 @@ class MultiplexedStream:
         ]
         try:
             while True:
-                index, message = await queue.get()
-                if message is None:
+                index, batch = await queue.get()
+                if batch is None:
                     # One query ended (server closing, view dropped) or failed: end the
                     # connection; the client reconnects and resumes every query.
                     failed = tasks[index]
-                    if failed.done() and not failed.cancelled() and failed.exception():
-                        raise failed.exception()  # type: ignore[misc]
+                    if failed.done() and not failed.cancelled():
+                        error = failed.exception()
+                        if error is not None:
+                            raise error
                     return
-                if message.position is not None:
-                    self.sent[index] = message.position
-                position = min(self.sent) if message.position is not None else None
-                yield LiveMessage(message.event, _tagged(index, message.data), position or None)
+                tagged = []
+                for message in batch:
+                    if message.position is not None:
+                        self.sent[index] = message.position
+                    position = min(self.sent) if message.position is not None else None
+                    data = _tagged(index, message.data)
+                    tagged.append(LiveMessage(message.event, data, position or None))
+                yield tagged
         finally:
             for task in tasks:
                 task.cancel()

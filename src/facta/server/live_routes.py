@@ -24,7 +24,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from facta.server.auth import Access, requires
-from facta.server.live import LiveMessage, LiveSource, LogFilter, LogStream, heartbeat
+from facta.server.live import LiveMessage, LiveSource, LogFilter, LogStream, heartbeat_batches
 from facta.server.live_views import LiveViewStream
 from facta.server.problems import ApiError, unavailable
 from facta.server.state import ConnectionLimits, server_state
@@ -67,7 +67,7 @@ class _LiveResponse(EventSourceResponse):
 
     def __init__(
         self,
-        messages: AsyncIterator[ServerSentEvent],
+        messages: AsyncIterator[bytes],
         limits: ConnectionLimits,
         who: str,
         *more: ConnectionLimits,
@@ -196,11 +196,15 @@ def _resume_position(last_event_id: str | None, after: int | None) -> int | None
     return int(text)
 
 
-async def _sse(source: LiveSource, interval: float) -> AsyncIterator[ServerSentEvent]:
+async def _sse(source: LiveSource, interval: float) -> AsyncIterator[bytes]:
+    """Each batch of messages as one write (a batch of log events is one chunk on the wire)."""
     first = True
-    async for message in heartbeat(source, interval):
-        yield _to_sse(message, retry=RECONNECT_MS if first else None)
-        first = False
+    async for batch in heartbeat_batches(source, interval):
+        parts = []
+        for message in batch:
+            parts.append(_to_sse(message, retry=RECONNECT_MS if first else None).encode())
+            first = False
+        yield b"".join(parts)
 
 
 def _to_sse(message: LiveMessage, retry: int | None) -> ServerSentEvent:

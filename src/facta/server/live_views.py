@@ -314,14 +314,14 @@ class LiveViewStream:
             self.client.sent = max(self.client.sent, self.live.position)
         return self.client.sent
 
-    async def messages(self) -> AsyncIterator[LiveMessage]:
+    async def batches(self) -> AsyncIterator[list[LiveMessage]]:
         try:
-            async for message in self._messages():
-                yield message
+            async for batch in self._batches():
+                yield batch
         finally:
             self.hub.detach(self.client)
 
-    async def _messages(self) -> AsyncIterator[LiveMessage]:
+    async def _batches(self) -> AsyncIterator[list[LiveMessage]]:
         live, client = self.live, self.client
         caught_up = None if self.resume is None else live.catch_up(self.resume)
         if caught_up is not None:
@@ -329,20 +329,18 @@ class LiveViewStream:
             client.upserts.clear()
             client.deletes.clear()
             client.position = None
-            for message in self._update(live.position, upserts, deletes):
-                yield message
+            yield self._update(live.position, upserts, deletes)
         else:
             if self.resume is not None:
                 self.hub.metrics.resets += 1
-                yield LiveMessage("reset", _json({"reason": "cannot_resume"}))
-            for message in self._snapshot():
-                yield message
+                yield [LiveMessage("reset", _json({"reason": "cannot_resume"}))]
+            yield self._snapshot()
         last = time.monotonic()
         while True:
             await client.ready.wait()
             client.ready.clear()
             if client.closed is not None:
-                yield LiveMessage("closing", _json({"reason": client.closed}))
+                yield [LiveMessage("closing", _json({"reason": client.closed}))]
                 return
             wait = last + self.hub.interval - time.monotonic()
             if wait > 0:
@@ -351,13 +349,10 @@ class LiveViewStream:
                 continue
             if client.reset is not None:
                 reason, client.reset = client.reset, None
-                yield LiveMessage("reset", _json({"reason": reason}))
-                for message in self._snapshot():
-                    yield message
+                yield [LiveMessage("reset", _json({"reason": reason})), *self._snapshot()]
             elif client.position is not None:
                 position, upserts, deletes = client.take()
-                for message in self._update(position, upserts, deletes):
-                    yield message
+                yield self._update(position, upserts, deletes)
             last = time.monotonic()
 
     def _snapshot(self) -> list[LiveMessage]:
