@@ -31,28 +31,15 @@ from facta.server.state import ConnectionLimits, server_state
 from facta.server.tokens import Principal
 from facta.server.view_query import ViewQuery, build_query
 from facta.server.view_routes import (
-    Ascending,
     AsOfPosition,
     AsOfTime,
-    By,
-    Column,
-    Every,
-    From,
-    GroupBy,
-    K,
     KnownAt,
-    MeasureName,
     MinPosition,
-    PerBucket,
     ReadingOptions,
     ShapeName,
+    ShapeParameters,
     Timeout,
-    To,
     ViewName,
-    Where,
-    X,
-    Y,
-    query_parameters,
     read_view,
     with_as_of_time,
 )
@@ -125,19 +112,7 @@ async def live_view(
     principal: Annotated[Principal, requires(Access.READ)],
     name: ViewName,
     shape: ShapeName,
-    where: Where = None,
-    from_: From = None,
-    to: To = None,
-    group_by: GroupBy = None,
-    every: Every = None,
-    per_bucket: PerBucket = None,
-    by: By = None,
-    k: K = None,
-    ascending: Ascending = None,
-    measure: MeasureName = None,
-    column: Column = None,
-    x: X = None,
-    y: Y = None,
+    given: ShapeParameters,
     min_position: MinPosition = None,
     timeout: Timeout = None,
     as_of_position: AsOfPosition = None,
@@ -155,9 +130,6 @@ async def live_view(
                 "for a past state",
                 parameter=parameter,
             )
-    given = query_parameters(
-        where, from_, to, group_by, every, per_bucket, by, k, ascending, measure, column, x, y
-    )
     query: ViewQuery = with_as_of_time(build_query(name, shape, given), as_of_time)
     resume = _resume_position(last_event_id, None)
     # The checks of the request/response route (404, 400, min_position's wait and 504).

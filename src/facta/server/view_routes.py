@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from facta.entities.tracking import processor_statuses
@@ -54,40 +54,6 @@ class ReadingOptions(msgspec.Struct, frozen=True):
     timeout: float = 5.0
     as_of_position: int | None = None
     known_at: int | None = None
-
-
-def query_parameters(
-    where: list[str] | None,
-    from_: str | None,
-    to: str | None,
-    group_by: str | None,
-    every: str | None,
-    per_bucket: bool | None,
-    by: str | None,
-    k: int | None,
-    ascending: bool | None,
-    measure: str | None,
-    column: str | None,
-    x: str | None,
-    y: str | None,
-) -> dict[str, Any]:
-    """The shape parameters that were present in the URL."""
-    given: dict[str, Any] = {
-        "where": where,
-        "from": from_,
-        "to": to,
-        "group_by": group_by,
-        "every": every,
-        "per_bucket": per_bucket,
-        "by": by,
-        "k": k,
-        "ascending": ascending,
-        "measure": measure,
-        "column": column,
-        "x": x,
-        "y": y,
-    }
-    return {name: value for name, value in given.items() if value is not None}
 
 
 async def read_view(state: ServerState, query: ViewQuery, options: ReadingOptions) -> QueryResult:
@@ -195,6 +161,43 @@ AsOfTime = Annotated[str | None, Query(description="only buckets ended by this e
 KnownAt = Annotated[str | None, Query(description="only events the log had recorded by this time")]
 
 
+def shape_parameters(
+    where: Where = None,
+    from_: From = None,
+    to: To = None,
+    group_by: GroupBy = None,
+    every: Every = None,
+    per_bucket: PerBucket = None,
+    by: By = None,
+    k: K = None,
+    ascending: Ascending = None,
+    measure: MeasureName = None,
+    column: Column = None,
+    x: X = None,
+    y: Y = None,
+) -> dict[str, Any]:
+    """The shape parameters that were present in the URL (a dependency of both query routes)."""
+    given: dict[str, Any] = {
+        "where": where,
+        "from": from_,
+        "to": to,
+        "group_by": group_by,
+        "every": every,
+        "per_bucket": per_bucket,
+        "by": by,
+        "k": k,
+        "ascending": ascending,
+        "measure": measure,
+        "column": column,
+        "x": x,
+        "y": y,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+ShapeParameters = Annotated[dict[str, Any], Depends(shape_parameters)]
+
+
 ViewName = Annotated[
     str, Path(description="the view", openapi_examples={"a view": {"value": "delays"}})
 ]
@@ -234,40 +237,13 @@ async def query_view(
     request: Request,
     name: ViewName,
     shape: ShapeName,
-    where: Where = None,
-    from_: From = None,
-    to: To = None,
-    group_by: GroupBy = None,
-    every: Every = None,
-    per_bucket: PerBucket = None,
-    by: By = None,
-    k: K = None,
-    ascending: Ascending = None,
-    measure: MeasureName = None,
-    column: Column = None,
-    x: X = None,
-    y: Y = None,
+    given: ShapeParameters,
     min_position: MinPosition = None,
     timeout: Timeout = None,
     as_of_position: AsOfPosition = None,
     as_of_time: AsOfTime = None,
     known_at: KnownAt = None,
 ) -> Response:
-    given = query_parameters(
-        where,
-        from_,
-        to,
-        group_by,
-        every,
-        per_bucket,
-        by,
-        k,
-        ascending,
-        measure,
-        column,
-        x,
-        y,
-    )
     query = build_query(name, shape, given)
     query = with_as_of_time(query, as_of_time)
     options = reading_options(min_position, timeout, as_of_position, known_at)

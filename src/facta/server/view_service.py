@@ -120,9 +120,14 @@ class ViewService:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._kick)
+                loop.call_soon_threadsafe(self._kick, view)
 
-    def _kick(self) -> None:
+    def _kick(self, view: str) -> None:
+        # Listeners hear of the commit at once (a rebuild still shows as a new mark when the
+        # views file is re-read just after).
+        mark = self.marks.get(view)
+        if mark is not None:
+            self._tell(view, mark)
         self._changed.set()
 
     async def _watch(self) -> None:
