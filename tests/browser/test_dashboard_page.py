@@ -139,7 +139,10 @@ def assert_same_rows(
             if name.startswith("beyond"):
                 room = 0.05 * theirs["n"]  # counts beyond the whiskers: within 5 % of n
             elif "max" in theirs and theirs["max"] is not None:
-                room = 0.02 * (theirs["max"] - theirs["min"])  # within 2 % of the range
+                # Quartiles within 3 % of the range; a whisker is the most extreme value the
+                # sketch kept inside the fence, so it moves more: within 10 %.
+                share = 0.10 if name.startswith("whisker") else 0.03
+                room = share * (theirs["max"] - theirs["min"])
             else:
                 room = 0.05 * max(abs(a), abs(b)) + 1.0  # a KPI's quantile: no range to hand
             assert abs(a - b) <= room + 1e-9, (panel, name, a, b)
