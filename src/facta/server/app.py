@@ -18,6 +18,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from facta.log.sqlite import SqliteLog
 from facta.server import (
     command_routes,
+    dashboard_routes,
+    live_queries,
     live_routes,
     log_routes,
     service_routes,
@@ -41,6 +43,8 @@ ROUTERS = (
     live_routes.router,
     view_routes.router,
     command_routes.router,
+    live_queries.router,
+    dashboard_routes.router,
 )
 
 

@@ -20,6 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from facta.dashboards.applied import AppliedDashboards, apply_dashboards, plan_dashboards
+from facta.dashboards.definition import (
+    Dashboard,
+    DashboardError,
+    ViewCatalog,
+    load_dashboards,
+    read_project,
+)
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, load_views
 from facta.views.engine import EngineSettings, ViewEngine, ViewError, rebuild
@@ -69,6 +77,15 @@ def _compiled(project: Path, names: list[str] | None = None) -> list[CompiledVie
             raise _fail(f"{project} defines no view {missing[0]!r} (views: {', '.join(known)})")
         views = [known[n] for n in names]
     return views
+
+
+def _dashboards(project: Path, views: list[CompiledView]) -> list[Dashboard]:
+    """The project's dashboards, each panel checked against the declared views."""
+    catalogs = {view.name: ViewCatalog.of(view) for view in views}
+    try:
+        return load_dashboards(read_project(project), catalogs)
+    except DashboardError as exc:
+        raise _fail(str(exc)) from None
 
 
 @views_app.callback(invoke_without_command=True)
@@ -216,12 +233,15 @@ def _plain(value: Any) -> Any:
 def plan_command(
     log: LogOption = Path("facta.db"), project: ProjectOption = Path("facta.toml")
 ) -> None:
-    """Show what `apply` would do to the views: create, rebuild, change, drop."""
+    """Show what `apply` would do to the views and dashboards: create, rebuild, change, drop."""
     _log_head(log)
     views = _compiled(project)
+    dashboards = _dashboards(project, views)
     store = ViewStore(views_path(log))
     steps = plan(store, views)
     store.close()
+    with AppliedDashboards(log) as applied:
+        steps += plan_dashboards(applied, dashboards)
     for step in steps:
         typer.echo(str(step))
 
@@ -230,9 +250,10 @@ def plan_command(
 def apply_command(
     log: LogOption = Path("facta.db"), project: ProjectOption = Path("facta.toml")
 ) -> None:
-    """Create, rebuild, change and drop views until they match the project file."""
+    """Create, rebuild, change and drop views and dashboards until they match the project file."""
     _log_head(log)
     views = _compiled(project)
+    dashboards = _dashboards(project, views)
     store = ViewStore(views_path(log))
     # A running `facta serve` hands over the views it maintains when asked (between batches).
     store.lock_wait = 10.0
@@ -242,6 +263,8 @@ def apply_command(
         raise _fail(str(exc)) from None
     finally:
         store.close()
+    with AppliedDashboards(log) as applied:
+        done += apply_dashboards(applied, dashboards)
     for step in done:
         typer.echo(str(step))
     if not done:

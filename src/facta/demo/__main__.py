@@ -1,0 +1,5 @@
+"""``python -m facta.demo``: see :mod:`facta.demo`."""
+
+from facta.demo import main
+
+main()
