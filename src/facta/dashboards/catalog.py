@@ -18,16 +18,34 @@ import apsw
 
 from facta.dashboards.definition import ViewCatalog
 from facta.views import calendar
+from facta.views.compile import CompiledView, compile_view
+from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
-from facta.views.query import _compiled
 from facta.views.store import views_path
+
+_COMPILED: dict[str, CompiledView] = {}
+
+
+def _compiled(digest: str, definition_json: str) -> CompiledView:
+    """The compiled view of a stored definition, kept by its definition hash."""
+    found = _COMPILED.get(digest)
+    if found is None:
+        if len(_COMPILED) >= 64:
+            _COMPILED.clear()
+        definition = ViewDefinition.model_validate(json.loads(definition_json))
+        found = _COMPILED[digest] = compile_view(definition)
+    return found
+
 
 _CURRENT = """
 SELECT g.view, g.generation, g.definition, g.definition_hash, g.checkpoint
 FROM view_current AS c JOIN view_generations AS g USING (view, generation)
 ORDER BY g.view
 """
-_LATEST = "SELECT max(bucket) FROM view_cells WHERE view = ? AND generation = ? AND bucket > ?"
+_LATEST = (
+    "SELECT max(bucket) FROM view_cells"
+    " WHERE view = ? AND generation = ? AND level = '' AND bucket > ?"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,7 +89,7 @@ def built_views(log_path: str | os.PathLike[str]) -> dict[str, BuiltView]:
                 return {}  # the views file exists but holds no views yet
             found = {}
             for name, generation, definition, digest, checkpoint in rows:
-                view = _compiled(definition)
+                view = _compiled(digest, definition)
                 catalog = ViewCatalog.of(view)
                 latest = None
                 bucket = view.definition.bucket
