@@ -90,9 +90,10 @@ def run_power_loss_rounds(
             log = _reopen(factory, path, config, vfs.name)
             try:
                 _check(log, record, run, durability, last_round)
+                # Every fourth round cuts a checkpoint; a third of the others cut at a WAL sync.
                 draw = rng.random()
-                wal_sync_cut = draw < 0.3
-                checkpoint_cut = 0.3 <= draw < 0.5
+                checkpoint_cut = round_no % 4 == 2
+                wal_sync_cut = not checkpoint_cut and draw < 0.35
                 if wal_sync_cut:
                     vfs.arm(_nth_wal_sync(rng.randint(1, 6)))
                 elif checkpoint_cut:
@@ -100,7 +101,10 @@ def run_power_loss_rounds(
                 else:
                     vfs.arm_after(rng.randint(1, 500))
                 before = set(record.acked)
-                _write_until_cut(log, vfs, record, round_no, rng, writers, appends_per_round)
+                # A round armed to cut a checkpoint writes on until one runs (bounded), however
+                # slowly the checkpointer thread gets a core.
+                budget = appends_per_round * (20 if checkpoint_cut else 1)
+                _write_until_cut(log, vfs, record, round_no, rng, writers, budget)
                 last_round = [a for a in record.acked if a not in before]
                 if record.errors:
                     raise record.errors[0]

@@ -29,7 +29,7 @@ from tests.log.power_loss_rounds import LogFactory, run_power_loss_rounds
 from tests.log.powerloss_vfs import CutPolicy, IoOp, PowerLossVFS
 
 ROUNDS = 60
-MIN_CUTS_IN_CHECKPOINT = 5  # rounds whose cut hit a background checkpoint copying pages
+MIN_CUTS_IN_CHECKPOINT = 8  # rounds whose cut hit a background checkpoint copying pages
 
 
 def factory_of(log_class: type[SqliteLog]) -> LogFactory:
