@@ -8,6 +8,7 @@ bucket holding events — which relative ranges such as ``"7d"`` count back from
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from datetime import UTC, datetime
@@ -18,27 +19,12 @@ import apsw
 
 from facta.dashboards.definition import ViewCatalog
 from facta.views import calendar
-from facta.views.compile import CompiledView, compile_view
-from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
+from facta.views.query import compiled_generation
 from facta.views.store import views_path
 
-_COMPILED: dict[str, CompiledView] = {}
-
-
-def _compiled(digest: str, definition_json: str) -> CompiledView:
-    """The compiled view of a stored definition, kept by its definition hash."""
-    found = _COMPILED.get(digest)
-    if found is None:
-        if len(_COMPILED) >= 64:
-            _COMPILED.clear()
-        definition = ViewDefinition.model_validate(json.loads(definition_json))
-        found = _COMPILED[digest] = compile_view(definition)
-    return found
-
-
 _CURRENT = """
-SELECT g.view, g.generation, g.definition, g.definition_hash, g.checkpoint
+SELECT g.view, g.generation, g.definition, g.definition_hash, g.checkpoint, g.created_at
 FROM view_current AS c JOIN view_generations AS g USING (view, generation)
 ORDER BY g.view
 """
@@ -88,8 +74,11 @@ def built_views(log_path: str | os.PathLike[str]) -> dict[str, BuiltView]:
             except apsw.SQLError:
                 return {}  # the views file exists but holds no views yet
             found = {}
-            for name, generation, definition, digest, checkpoint in rows:
-                view = _compiled(digest, definition)
+            for name, generation, definition, digest, checkpoint, created_at in rows:
+                # the same key as the query path's, so both share one compiled view
+                view = compiled_generation(
+                    (name, digest, created_at), functools.partial(json.loads, definition)
+                )
                 catalog = ViewCatalog.of(view)
                 latest = None
                 bucket = view.definition.bucket

@@ -104,12 +104,17 @@ def _compiled(generation: Generation) -> CompiledView:
     """The compiled view of a generation. The definition hash covers everything a query
     depends on (measure order included; not the description)."""
     key = (generation.view, generation.definition_hash, generation.created_at)
+    return compiled_generation(key, lambda: generation.definition)
+
+
+def compiled_generation(key: tuple[str, str, str], definition: Callable[[], Any]) -> CompiledView:
+    """The compiled view stored under ``key`` = (view, definition hash, generation created at),
+    compiled from ``definition()`` the first time; kept for every reader of the process."""
     found = _COMPILED.get(key)
     if found is None:
         if len(_COMPILED) >= 64:
             _COMPILED.clear()
-        definition = ViewDefinition.model_validate(generation.definition)
-        found = _COMPILED[key] = compile_view(definition)
+        found = _COMPILED[key] = compile_view(ViewDefinition.model_validate(definition()))
     return found
 
 
