@@ -6,8 +6,6 @@ last id must equal the request/response answer of the same query at that positio
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from facta.log import LogConfig, NewEvent, SqliteLog
 from tests.server.conftest import Tokens
 from tests.server.live_client import Background, LiveState, differences, follow, sketch_columns
 from tests.server.server_process import RunningServer, facta_serve
-from tests.server.view_project import fill_log, project_text, write_project
+from tests.server.view_project import facta_apply, fill_log, project_text, write_project
 
 FLIGHTS = 500
 LIVE_CAP = 2
@@ -297,22 +295,7 @@ def test_a_rebuild_sends_reset_then_a_new_snapshot(tmp_path: Path, tokens: Token
                 'flights = "count"', 'flights = "count"\nworst = "max(dep_delay)"'
             )
         )
-        applied = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from facta.cli.app import main; main()",
-                "apply",
-                "--log",
-                str(server.log_path),
-                "--project",
-                str(project),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert applied.returncode == 0, applied.stderr
+        facta_apply(server.log_path, project)
         listening.join()
     kinds = [m.event for m in state.events if m.event != "progress"]
     assert kinds[0] == "snapshot" and kinds[-2:] == ["reset", "snapshot"]

@@ -6,8 +6,6 @@ its own threads; answers are compared with the same query made in-process on the
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from facta.views import open_snapshot, shapes
 from facta.views.store import ViewStore, views_path
 from tests.server.conftest import Tokens
 from tests.server.server_process import RunningServer, facta_serve
-from tests.server.view_project import fill_log, project_text, write_project
+from tests.server.view_project import facta_apply, fill_log, project_text, write_project
 
 FLIGHTS = 2000
 
@@ -289,24 +287,8 @@ def test_a_facta_apply_is_picked_up_within_two_seconds(tmp_path: Path, tokens: T
         )
         changed += project_text("second", "another view")
         project.write_text(changed)
-        applied = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from facta.cli.app import main; main()",
-                "apply",
-                "--log",
-                str(server.log_path),
-                "--project",
-                str(project),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
-        assert applied.returncode == 0, applied.stderr
-        assert "rebuild  delays" in applied.stdout
+        applied = facta_apply(server.log_path, project, cwd=tmp_path)
+        assert "rebuild  delays" in applied
         done = time.monotonic()
         deadline, seen = done + 2.0, {}
         while time.monotonic() < deadline:

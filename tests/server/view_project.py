@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +45,18 @@ def fill_log(path: Path, count: int, *, seed: int = 13) -> list[dict[str, Any]]:
     with SqliteLog(path, FAST) as log:
         append_flights(log, rows)
     return rows
+
+
+def facta_apply(log: Path, project: Path, cwd: Path | None = None) -> str:
+    """Run ``facta apply`` for ``project`` in a process of its own, as a user would; its
+    output."""
+    command = ["-c", "from facta.cli.app import main; main()", "apply"]
+    applied = subprocess.run(
+        [sys.executable, *command, "--log", str(log), "--project", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+    assert applied.returncode == 0, applied.stderr
+    return applied.stdout
