@@ -146,7 +146,7 @@ class ViewEngine:
             raw = msgspec.msgpack.decode(stored.state)
             states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
             self.cells[(stored.dims, stored.bucket)] = Cell(states, stored.changed_at)
-        self._rollups.load(self.store, name, self.generation)
+        self._rollups.load(self.store, name, self.generation, Cell)
         self._pipeline.prime(self.checkpoint)
         return self
 
@@ -286,7 +286,7 @@ class ViewEngine:
             )
             cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
         # Calendar roll-ups above the changed buckets, in the same transaction.
-        cells += self._rollups.refresh(self.cells, self._dirty)
+        cells += self._rollups.changed()
         checkpoint = self.checkpoint
         write = functools.partial(
             self.store.commit,
@@ -324,34 +324,58 @@ class ViewEngine:
         }
         bucket = BUCKET if definition.bucket is not None else None
         groups, keys = group_rows(rows, definition.dimensions, bucket)
-        self._fold_groups(groups, keys, positions, columns)
+        self._fold_groups(groups, keys, positions, columns, self.cells, self._dirty)
         if bucket is not None:
             # The all-time roll-up per group: queries without a time range read one cell. Its
             # groups are the bucket groups' dimensions, found without grouping the rows again.
             rollups, rollup_keys = rollup_groups(groups, keys)
-            self._fold_groups(rollups, rollup_keys, positions, columns)
+            self._fold_groups(rollups, rollup_keys, positions, columns, self.cells, self._dirty)
+            # The calendar roll-ups (days, weeks, months above the buckets), the same way.
+            for level in self._rollups.levels:
+                parents, parent_keys = self._rollups.groups(level, groups, keys)
+                self._fold_groups(
+                    parents,
+                    parent_keys,
+                    positions,
+                    columns,
+                    self._rollups.cells[level],
+                    self._rollups.dirty[level],
+                    level,
+                )
 
     def _fold_groups(
-        self, groups: Groups, keys: list[Key], positions: Any, columns: dict[str, Column]
+        self,
+        groups: Groups,
+        keys: list[Key],
+        positions: Any,
+        columns: dict[str, Column],
+        into: dict[Key, Cell],
+        dirty: set[Key],
+        level: str = "",
     ) -> None:
         batch = Batch(groups, columns, positions, groups.sorted_rows())
         changed = np.zeros(groups.count, dtype=np.int64)
         np.maximum.at(changed, groups.inverse, positions)
         cells = []
         for key, position in zip(keys, changed.tolist(), strict=True):
-            cell = self.cells.get(key)
+            cell = into.get(key)
             if cell is None:
                 cell = Cell([m.new() for m in self.view.measures], 0)
-                self.cells[key] = cell
+                into[key] = cell
             cell.changed_at = max(cell.changed_at, position)
             cells.append(cell)
-            self._dirty.add(key)
+        dirty.update(keys)
         for index, measure in enumerate(self.view.measures):
             try:
                 measure.update([c.states[index] for c in cells], batch)
             except SumOverflow as exc:
                 dims, start = keys[exc.group]
-                where = "all time" if start == ROLLUP else f"bucket {start}"
+                if start == ROLLUP:
+                    where = "all time"
+                elif level:
+                    where = f"{level} roll-up starting {start}"
+                else:
+                    where = f"bucket {start}"
                 raise ViewError(
                     f"view {self.view.name!r}, measure {measure.name!r}, group {dims} "
                     f"{where}: {exc}"
