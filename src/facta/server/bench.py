@@ -152,6 +152,7 @@ class _Listener:
     def __init__(self, url: str, path: str, token: str) -> None:
         self.received: list[tuple[float, int, str]] = []
         self.ready = threading.Event()
+        self.error: str | None = None
         self._stop = False
         self._thread = threading.Thread(target=self._run, args=(url, path, token), daemon=True)
         self._thread.start()
@@ -162,6 +163,9 @@ class _Listener:
             httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=60)) as client,
             client.stream("GET", path, headers=headers) as response,
         ):
+            if response.status_code != 200:
+                self.error = f"GET {path}: HTTP {response.status_code} {response.read()[:300]!r}"
+                return
             event, ident = "message", None
             for line in response.iter_lines():
                 if line.startswith("event:"):
@@ -175,6 +179,15 @@ class _Listener:
                     event, ident = "message", None
                 if self._stop:
                     return
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until the first message arrived; raises if the stream failed or stayed silent."""
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.05):
+            if self.error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"a live feed did not start: {self.error or 'it ended'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a live feed sent nothing within {timeout:g} s")
 
     def stop(self) -> None:
         self._stop = True
@@ -197,12 +210,15 @@ def live_latency(
         project = _project(workdir)
         token = create_token("bench", ["read"])
         with _serving(workdir, log_path, project, token.line) as url:
+            # The server builds the declared view as it starts: min_position waits (up to the
+            # timeout) until the view covers the warm-up event instead of answering 404.
+            view_path = "/live/views/flights/groups?group_by=carrier&min_position=1&timeout=30"
             feeds = {
                 "log": _Listener(url, "/log/live?type=FlightDeparted", token.token),
-                "view": _Listener(url, "/live/views/flights/groups?group_by=carrier", token.token),
+                "view": _Listener(url, view_path, token.token),
             }
             for feed in feeds.values():
-                feed.ready.wait(30)
+                feed.wait_ready(60)
             committed: list[tuple[int, int, float]] = []  # first, last position, when
             with SqliteLog(log_path, config) as log:
                 interval = per_commit / rate
@@ -228,8 +244,14 @@ def live_latency(
             time.sleep(2.0)
             for feed in feeds.values():
                 feed.stop()
+        server_log = (workdir / "serve.err").read_text(errors="replace")
     for name, feed in feeds.items():
         latencies = _latencies(committed, feed.received)
+        kinds: dict[str, int] = {}
+        for _, _, event in feed.received:
+            kinds[event] = kinds.get(event, 0) + 1
+        # If nothing arrived, say what did and what the server logged, to find out why.
+        diagnosis = {} if latencies else {"server_log_tail": server_log[-2000:]}
         emit(
             {
                 "name": f"serve_live_latency_{name}",
@@ -238,6 +260,8 @@ def live_latency(
                 "unit": "ms (p99, append committed to SSE received)",
                 "p50_ms": round(percentile(latencies, 0.5), 1) if latencies else None,
                 "delivered": len(latencies),
+                "messages": kinds,
+                **diagnosis,
                 "events": len(committed) * per_commit,
                 "rate_events_per_s": round(achieved),
                 "per_commit": per_commit,
