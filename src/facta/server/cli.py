@@ -65,7 +65,10 @@ def serve(
     max_connections_per_token: Annotated[int, typer.Option(help="live streams per token")] = 32,
     max_live_queries_per_token: Annotated[
         int, typer.Option(help="live view queries per token")
-    ] = 16,
+    ] = 64,
+    live_max_rate: Annotated[
+        float, typer.Option(help="messages a second to a live view client that falls behind")
+    ] = 10.0,
     lock_timeout: Annotated[float, typer.Option(help="wait for another writer, s")] = 5.0,
 ) -> None:
     """Serve the log over HTTP until interrupted."""
@@ -83,6 +86,7 @@ def serve(
             sse_queue=sse_queue,
             max_connections_per_token=max_connections_per_token,
             max_live_queries_per_token=max_live_queries_per_token,
+            live_max_rate=live_max_rate,
         )
         tokens = TokenStore.from_environment(tokens_file)
         registered = load_modules(module) if module else None

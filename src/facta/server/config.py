@@ -34,7 +34,8 @@ class ServerConfig:
     max_live_queries_per_token:
         open live view queries per token (503 + ``Retry-After`` beyond); each is also a stream.
     live_max_rate:
-        messages a second a live view query sends one client at most (more changes coalesce).
+        messages a second a live view query sends a client that falls behind, or through
+        ``GET /live/queries`` (more changes coalesce); a client that keeps up gets each update.
     session_ttl:
         lifetime of a browser session cookie; ``secure_cookies`` marks them ``Secure`` (HTTPS).
     """
@@ -48,7 +49,7 @@ class ServerConfig:
     sse_heartbeat: float = 5.0
     sse_queue: int = 10_000
     max_connections_per_token: int = 32
-    max_live_queries_per_token: int = 16
+    max_live_queries_per_token: int = 64
     live_max_rate: float = 10.0
     retry_after: int = 1
     session_ttl: float = 12 * 3600.0

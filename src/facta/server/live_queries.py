@@ -191,7 +191,9 @@ async def live_queries(
         for query in queries:
             live, client = await state.live_views.attach(query)
             clients.append(client)
-            streams.append(LiveViewStream(state.live_views, live, client, resume))
+            # A page redraws its charts: it gets at most the server's live rate per query.
+            rate = state.config.live_max_rate
+            streams.append(LiveViewStream(state.live_views, live, client, resume, max_rate=rate))
         source = MultiplexedStream(streams)
         limits = [state.live_limits] * held
         return _LiveResponse(

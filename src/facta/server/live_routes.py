@@ -11,7 +11,9 @@ Protocol of ``GET /live/views/{name}/{shape}`` (see :mod:`facta.server.live_view
 ``snapshot`` of the query's rows, then ``update`` messages ``{position, view_hash, upsert,
 delete}`` (ids = view positions), ``reset`` + a new ``snapshot`` after a rebuild or a definition
 change, ``progress`` when idle. A payload split into parts (``part``/``parts`` in its data) has
-the id on its last part only. ``Last-Event-ID`` resumes with one coalesced ``update``.
+the id on its last part only. ``Last-Event-ID`` resumes with one coalesced ``update``. Updates
+come as soon as the view commits while the client keeps up, coalesced at most ``live_max_rate``
+times a second once it falls behind, or at most ``max_rate`` times a second if it asks.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ from facta.server.view_routes import (
 router = APIRouter(tags=["live"])
 
 RECONNECT_MS = 1000
+
+MaxRate = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=1000,
+        description="at most this many messages a second (more changes coalesce); default: "
+        "each update as soon as the view commits while the client keeps up",
+    ),
+]
 
 
 class _LiveResponse(EventSourceResponse):
@@ -118,6 +130,7 @@ async def live_view(
     as_of_position: AsOfPosition = None,
     as_of_time: AsOfTime = None,
     known_at: KnownAt = None,
+    max_rate: MaxRate = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     state = server_state(request)
@@ -142,7 +155,7 @@ async def live_view(
         raise
     try:
         live, client = await state.live_views.attach(query)
-        source = LiveViewStream(state.live_views, live, client, resume)
+        source = LiveViewStream(state.live_views, live, client, resume, max_rate=max_rate)
         return _LiveResponse(
             _sse(source, state.config.sse_heartbeat),
             state.connections,

@@ -10,8 +10,13 @@ running since ``P`` (else it gets ``reset`` and a fresh snapshot).
 
 All clients of the same query share the computation (``recomputes`` in :class:`LiveMetrics`
 counts runs, not clients). A client never has a queue: it has *pending* upserts and deletes,
-merged per row, which its stream sends at most ``max_rate`` times per second — a slow client
-receives fewer, larger updates and never holds more memory than the query's rows.
+merged per row, and never holds more memory than the query's rows. A client that keeps up is
+sent each update as soon as it is computed (the view's commits set the pace). A client that
+falls behind — its last message took more than ``SLOW_SEND`` seconds to be handed to its
+socket, or several updates piled up while it was being sent — is *slow*: for the next
+``SLOW_HOLD`` seconds it receives coalesced updates at most ``max_rate`` times a second (10 by
+default). A client may also ask for a fixed cap (``max_rate=`` on the route; the dashboard's
+multiplexed connection uses the server's cap).
 
 A new generation (rebuild) or definition sends ``reset`` and a new snapshot to every client.
 """
@@ -39,6 +44,10 @@ _encoder = msgspec.json.Encoder()
 
 Key = tuple[Any, ...]
 MAX_TOMBSTONES = 100_000
+# A message that took longer than this to be handed to the socket marks its client slow...
+SLOW_SEND = 0.05
+# ...and a slow client is sent at most ``max_rate`` messages a second for this long.
+SLOW_HOLD = 1.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -53,6 +62,7 @@ class LiveMetrics:
     snapshots_sent: int = 0
     updates_sent: int = 0
     coalesced: int = 0
+    slow: int = 0  # times a client was found slow (and rate-limited for SLOW_HOLD seconds)
 
 
 class LiveClient:
@@ -67,6 +77,7 @@ class LiveClient:
         self.reset: str | None = None
         self.closed: str | None = None
         self.ready = asyncio.Event()
+        self.merges = 0  # updates merged into what is pending now
 
     @property
     def idle(self) -> bool:
@@ -82,12 +93,16 @@ class LiveClient:
             self.deletes.discard(key)
             self.upserts[key] = row
         self.position = position
+        self.merges += 1
         self.ready.set()
 
+    def drop_pending(self) -> None:
+        """Forget pending changes (a snapshot or a catch-up covers them)."""
+        self.upserts, self.deletes, self.position = {}, set(), None
+        self.merges = 0
+
     def start_over(self, reason: str) -> None:
-        self.upserts.clear()
-        self.deletes.clear()
-        self.position = None
+        self.drop_pending()
         self.reset = reason
         self.ready.set()
 
@@ -98,7 +113,7 @@ class LiveClient:
     def take(self) -> tuple[int, list[dict[str, Any]], list[list[Any]]]:
         assert self.position is not None
         position, upserts, deletes = self.position, list(self.upserts.values()), self.deletes
-        self.upserts, self.deletes, self.position = {}, set(), None
+        self.drop_pending()
         return position, upserts, [list(key) for key in deletes]
 
 
@@ -301,12 +316,18 @@ class LiveViewStream:
         client: LiveClient,
         resume: int | None,
         part_rows: int = 2000,
+        max_rate: float | None = None,
+        slow_send: float = SLOW_SEND,
     ) -> None:
         self.hub = hub
         self.live = live
         self.client = client
         self.resume = resume
         self.part_rows = part_rows
+        # A fixed cap on messages a second; None: uncapped while the client keeps up.
+        self.fixed_interval = None if max_rate is None else 1.0 / max_rate
+        self.slow_send = slow_send
+        self._slow_until = 0.0
 
     def progress(self) -> int:
         if self.client.idle:
@@ -326,9 +347,7 @@ class LiveViewStream:
         caught_up = None if self.resume is None else live.catch_up(self.resume)
         if caught_up is not None:
             upserts, deletes = caught_up
-            client.upserts.clear()
-            client.deletes.clear()
-            client.position = None
+            client.drop_pending()
             yield self._update(live.position, upserts, deletes)
         else:
             if self.resume is not None:
@@ -342,25 +361,42 @@ class LiveViewStream:
             if client.closed is not None:
                 yield [LiveMessage("closing", _json({"reason": client.closed}))]
                 return
-            wait = last + self.hub.interval - time.monotonic()
+            wait = last + self._interval() - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)  # coalesce: at most max_rate messages a second
+                await asyncio.sleep(wait)  # coalesce: pending changes merge meanwhile
             if client.closed is not None:
                 continue
             if client.reset is not None:
                 reason, client.reset = client.reset, None
-                yield [LiveMessage("reset", _json({"reason": reason})), *self._snapshot()]
+                batch = [LiveMessage("reset", _json({"reason": reason})), *self._snapshot()]
             elif client.position is not None:
+                piled_up = client.merges > 1 and wait <= 0
                 position, upserts, deletes = client.take()
-                yield self._update(position, upserts, deletes)
+                batch = self._update(position, upserts, deletes)
+                if piled_up:
+                    self._slowed()
+            else:
+                continue
             last = time.monotonic()
+            yield batch
+            if time.monotonic() - last > self.slow_send:
+                self._slowed()
+
+    def _interval(self) -> float:
+        """The least time between two messages to this client now."""
+        if self.fixed_interval is not None:
+            return self.fixed_interval
+        return self.hub.interval if time.monotonic() < self._slow_until else 0.0
+
+    def _slowed(self) -> None:
+        if time.monotonic() >= self._slow_until:
+            self.hub.metrics.slow += 1
+        self._slow_until = time.monotonic() + SLOW_HOLD
 
     def _snapshot(self) -> list[LiveMessage]:
         result = self.live.result
         assert result is not None
-        self.client.upserts.clear()
-        self.client.deletes.clear()
-        self.client.position = None
+        self.client.drop_pending()
         self.client.reset = None
         rows = list(self.live.rows.values())
         parts = _split(rows, self.part_rows)
