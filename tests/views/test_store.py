@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import apsw
@@ -59,3 +60,29 @@ def test_a_file_of_an_older_layout_is_dropped_and_rebuilt(tmp_path: Path) -> Non
     store.close()
     again = ViewStore(path)  # the current layout is kept as it is
     assert [c.state for c in again.cells("v", 1)] == [b"x"]
+
+
+def test_wal_checkpoints_run_beside_the_commits_and_keep_the_wal_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "v.views.db"
+    store = ViewStore(path)
+    store.create_generation("v", "hash", {})
+    checkpoints = store._checkpoints
+    assert checkpoints is not None
+    state = bytes(range(256)) * 16  # 4 KiB a cell: each commit adds about 20 pages to the WAL
+    commits = 600  # ~12,000 pages written in all: several times the checkpoint threshold
+    for n in range(1, commits + 1):
+        cells = [StoredCell(f"g{(n * 5 + i) % 200}", 0, n, state) for i in range(5)]
+        commit(store, n, cells)
+    deadline = time.monotonic() + 30
+    while checkpoints.done == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checkpoints.done >= 1, "no checkpoint ran in the background"
+    assert checkpoints.inline == 0, "a commit had to checkpoint itself"
+    wal = Path(str(path) + "-wal").stat().st_size
+    assert wal < checkpoints.limit_pages * 4096, f"the WAL grew to {wal} bytes"
+    assert len(list(store.cells("v", 1))) == 200
+    store.close()
+    reopened = ViewStore(path)
+    assert reopened.current("v") is None  # never activated, but its cells are all there
+    assert len(list(reopened.cells("v", 1))) == 200
+    reopened.close()

@@ -126,6 +126,7 @@ class LiveQuery:
         self.clients: set[LiveClient] = set()
         self.result: QueryResult | None = None
         self.rows: dict[Key, dict[str, Any]] = {}
+        self.stamps: dict[Key, int] = {}  # per row, the changed_at of its cells (if known)
         self.changed: dict[Key, int] = {}
         self.tombstones: dict[Key, int] = {}
         self.since = 0  # history (changed, tombstones) is complete for positions >= since
@@ -173,9 +174,13 @@ class LiveQuery:
         result = await self.hub.views.readers.call(work)
         self.hub.metrics.recomputes += 1
         rows = {result.row_key(row): row for row in result.rows}
+        stamps: dict[Key, int] = {}
+        if result.changed_at is not None:
+            pairs = zip(result.rows, result.changed_at, strict=True)
+            stamps = {result.row_key(row): stamp for row, stamp in pairs}
         previous = self.result
         if previous is None:
-            self._start(result, rows, mark)
+            self._start(result, rows, stamps, mark)
             return
         if result.position < previous.position:
             return  # a slower read finished after a newer one: nothing to learn from it
@@ -190,14 +195,19 @@ class LiveQuery:
             or (result.key != previous.key or result.columns != previous.columns)
         ):
             self.hub.metrics.resets += 1
-            self._start(result, rows, mark)
+            self._start(result, rows, stamps, mark)
             for client in self.clients:
                 client.start_over("rebuilt" if rebuilt else "definition_changed")
             return
+        for key, stamp in stamps.items():
+            # No cell of this row changed: keep the values every client already has.
+            if key in self.rows and self.stamps.get(key) == stamp:
+                rows[key] = self.rows[key]
         upserts = {key: row for key, row in rows.items() if self.rows.get(key) != row}
         deletes = {key for key in self.rows if key not in rows}
         position = result.position
         self.result, self.rows, self.mark = result, rows, mark or self.mark
+        self.stamps = stamps
         for key in upserts:
             self.changed[key] = position
             self.tombstones.pop(key, None)
@@ -214,8 +224,14 @@ class LiveQuery:
             for client in self.clients:
                 client.merge(position, upserts, deletes)
 
-    def _start(self, result: QueryResult, rows: dict[Key, dict[str, Any]], mark: Any) -> None:
-        self.result, self.rows, self.mark = result, rows, mark
+    def _start(
+        self,
+        result: QueryResult,
+        rows: dict[Key, dict[str, Any]],
+        stamps: dict[Key, int],
+        mark: Any,
+    ) -> None:
+        self.result, self.rows, self.mark, self.stamps = result, rows, mark, stamps
         self.changed = dict.fromkeys(rows, result.position)
         self.tombstones = {}
         self.since = result.position

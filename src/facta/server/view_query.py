@@ -79,6 +79,10 @@ class QueryResult:
     key: list[str]
     columns: list[dict[str, str]]
     rows: list[dict[str, Any]]
+    # Per row, the last position at which a cell merged into it changed (shapes that say so);
+    # not part of the answer: live queries use it to tell rows that changed from rows that
+    # were only merged again (a sketch merge is randomised, its values can move a little).
+    changed_at: list[int] | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -375,7 +379,9 @@ def run(snapshot: ViewSnapshot, query: ViewQuery) -> QueryResult:
         position, definition_hash = snapshot.position, snapshot.definition_hash
     zone = view.definition.bucket.timezone if view.definition.bucket is not None else "UTC"
     key = [*names, "bucket"] if bucket else list(names)
+    changed_at = None
     if "changed_at" in table.column_names:
+        changed_at = [int(c or 0) for c in table.column("changed_at").to_pylist()]
         table = table.drop_columns(["changed_at"])
     return QueryResult(
         view=view.name,
@@ -385,6 +391,7 @@ def run(snapshot: ViewSnapshot, query: ViewQuery) -> QueryResult:
         key=key,
         columns=[{"name": f.name, "type": type_name(f.type)} for f in table.schema],
         rows=json_rows(table, ZoneInfo(zone)),
+        changed_at=changed_at,
     )
 
 

@@ -35,6 +35,8 @@ from typing import Any, Final
 
 import apsw
 
+from facta.views.walcheckpoints import BackgroundCheckpoints
+
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS view_generations(
     view TEXT NOT NULL,
@@ -191,6 +193,8 @@ class ViewStore:
         self._conn.set_busy_timeout(10_000)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._checkpoints = None if in_memory else BackgroundCheckpoints(self.path, self._conn)
         # IMMEDIATE: two processes opening a new file must not both read version 0, then race.
         self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -208,7 +212,27 @@ class ViewStore:
         self._conn.execute("COMMIT")
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self._conn.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction that takes the write lock first (BEGIN IMMEDIATE, waiting up to
+        the busy timeout), so a read inside it can never be overtaken by another writer's commit
+        — a deferred transaction that reads, then writes after such a commit fails at once with
+        "database is locked" (SQLITE_BUSY_SNAPSHOT), without waiting."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -252,7 +276,7 @@ class ViewStore:
 
     def create_generation(self, view: str, definition_hash: str, definition: dict[str, Any]) -> int:
         """A new, empty generation of ``view`` (not yet the one readers use)."""
-        with self._conn:
+        with self._writing():
             row = self._conn.execute(
                 "SELECT coalesce(max(generation), 0) FROM view_generations WHERE view = ?", (view,)
             ).fetchone()
@@ -266,7 +290,7 @@ class ViewStore:
 
     def activate(self, view: str, generation: int) -> None:
         """Make ``generation`` the one readers use, and drop the others' state, atomically."""
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 "INSERT INTO view_current(view, generation) VALUES (?, ?) "
                 "ON CONFLICT(view) DO UPDATE SET generation = excluded.generation",
@@ -284,7 +308,7 @@ class ViewStore:
     def drop(self, view: str) -> None:
         """Remove a view and all its state (refused while another process maintains it)."""
         self.lock(view)
-        with self._conn:
+        with self._writing():
             for table in (
                 "view_cells",
                 "view_history",
@@ -297,7 +321,7 @@ class ViewStore:
 
     def set_definition(self, view: str, definition: str) -> None:
         """Replace the stored definition of the current generation (same hash: description)."""
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 "UPDATE view_generations SET definition = ? WHERE view = ? AND generation = "
                 "(SELECT generation FROM view_current WHERE view = ?)",
@@ -306,7 +330,7 @@ class ViewStore:
 
     def record_applied(self, view: str, action: str, compiled: Any) -> None:
         digest = None if compiled is None else compiled.definition_hash
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 "INSERT INTO view_applied(view, action, definition_hash, applied_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -369,7 +393,7 @@ class ViewStore:
         With ``history_every``, a commit whose checkpoint reaches a multiple of it that no
         earlier snapshot reached also records a history snapshot at ``checkpoint``.
         """
-        with self._conn:
+        with self._writing():
             self._conn.executemany(
                 "INSERT INTO view_cells(view, generation, level, dims, bucket, changed_at, state) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(view, generation, level, dims, bucket) "
@@ -474,7 +498,7 @@ class ViewStore:
                     if time.monotonic() >= deadline:
                         raise
                 if not requested:
-                    with self._conn:
+                    with self._writing():
                         self._conn.execute(
                             "INSERT OR REPLACE INTO view_handover(view, requester, requested_at) "
                             "VALUES (?, ?, ?)",
@@ -484,7 +508,7 @@ class ViewStore:
                 time.sleep(0.05)
         finally:
             if requested:
-                with self._conn:
+                with self._writing():
                     self._conn.execute("DELETE FROM view_handover WHERE view = ?", (view,))
 
     def handover_requested(self, view: str) -> bool:
@@ -494,7 +518,7 @@ class ViewStore:
 
     def _take_lock(self, view: str) -> None:
         host = socket.gethostname()
-        with self._conn:
+        with self._writing():
             row = self._conn.execute(
                 "SELECT holder, pid, host FROM view_locks WHERE view = ?", (view,)
             ).fetchone()
@@ -509,7 +533,7 @@ class ViewStore:
             )
 
     def unlock(self, view: str) -> None:
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 "DELETE FROM view_locks WHERE view = ? AND pid = ? AND host = ?",
                 (view, os.getpid(), socket.gethostname()),
