@@ -30,7 +30,8 @@ from pathlib import Path
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, ViewDefinition, load_views
 from facta.views.engine import DefinitionChanged, EngineSettings, ViewEngine
-from facta.views.store import ViewLocked, ViewStore, views_path
+from facta.views.locks import ViewLocked
+from facta.views.store import ViewStore, views_path
 
 _log = logging.getLogger("facta.server")
 

@@ -24,9 +24,10 @@ from facta.views.engine import (
     state_at,
     state_known_at,
 )
+from facta.views.locks import ViewLocked
 from facta.views.measures import Measure, make_measure
 from facta.views.query import ViewNotFound, ViewSnapshot, ViewTimeout, open_snapshot
-from facta.views.store import ViewLocked, ViewStore, views_path
+from facta.views.store import ViewStore, views_path
 
 __all__ = [
     "Bucket",

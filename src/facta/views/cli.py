@@ -31,9 +31,10 @@ from facta.dashboards.definition import (
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, load_views
 from facta.views.engine import EngineSettings, ViewEngine, ViewError, rebuild
+from facta.views.locks import ViewLocked
 from facta.views.plan import apply, plan
 from facta.views.sql import SqlRefused, SqlTimeout, run_sql
-from facta.views.store import ViewLocked, ViewStore, views_path
+from facta.views.store import ViewStore, views_path
 
 views_app = typer.Typer(help="Materialized views over the log.", no_args_is_help=False)
 

@@ -27,14 +27,13 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import apsw
 
+from facta.views.locks import ViewLocks
 from facta.views.walcheckpoints import BackgroundCheckpoints
 
 SCHEMA: Final = """
@@ -127,15 +126,6 @@ TABLES: Final = (
 BASE_LEVEL: Final = ""
 
 
-class ViewLocked(RuntimeError):
-    """Another live process maintains this view."""
-
-    def __init__(self, view: str, holder: str) -> None:
-        super().__init__(f"view {view!r} is already maintained by {holder}")
-        self.view = view
-        self.holder = holder
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Generation:
     """One build of a view, as committed."""
@@ -173,19 +163,13 @@ def views_path(log_path: str | os.PathLike[str]) -> str:
     return os.fspath(log_path) + ".views.db"
 
 
-def holder_name() -> str:
-    return f"pid {os.getpid()} on {socket.gethostname()}"
-
-
-class ViewStore:
+class ViewStore(ViewLocks):
     """The views file: generations, cells, locks. One connection; not shared across threads."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         # Decoded cells of readers, per view (see ViewSnapshot); refreshed by changed_at.
         self.cache: dict[str, Any] = {}
-        # How long lock() waits for a live holder that honours handover requests (facta serve).
-        self.lock_wait = 0.0
         # Test hook: called inside the commit transaction, after cells and checkpoint are written.
         self.before_commit: Callable[[], None] | None = None
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
@@ -479,79 +463,6 @@ class ViewStore:
         return int(row[0]), int(row[1])
 
     # -- the one maintainer ---------------------------------------------------------------------
-
-    def lock(self, view: str) -> None:
-        """Become the maintainer of ``view``, or raise :class:`ViewLocked` naming the holder.
-
-        A lock left by a process that no longer runs (killed, crashed) on this host is taken over.
-        With ``lock_wait`` > 0, a live holder is asked to hand the view over (a ``view_handover``
-        row, which ``facta serve`` honours between batches) and waited for that long.
-        """
-        deadline = time.monotonic() + self.lock_wait
-        requested = False
-        try:
-            while True:
-                try:
-                    self._take_lock(view)
-                    return
-                except ViewLocked:
-                    if time.monotonic() >= deadline:
-                        raise
-                if not requested:
-                    with self._writing():
-                        self._conn.execute(
-                            "INSERT OR REPLACE INTO view_handover(view, requester, requested_at) "
-                            "VALUES (?, ?, ?)",
-                            (view, holder_name(), _now()),
-                        )
-                    requested = True
-                time.sleep(0.05)
-        finally:
-            if requested:
-                with self._writing():
-                    self._conn.execute("DELETE FROM view_handover WHERE view = ?", (view,))
-
-    def handover_requested(self, view: str) -> bool:
-        """Whether another process asked the maintainer of ``view`` to let go of it."""
-        row = self._conn.execute("SELECT 1 FROM view_handover WHERE view = ?", (view,)).fetchone()
-        return row is not None
-
-    def _take_lock(self, view: str) -> None:
-        host = socket.gethostname()
-        with self._writing():
-            row = self._conn.execute(
-                "SELECT holder, pid, host FROM view_locks WHERE view = ?", (view,)
-            ).fetchone()
-            held_elsewhere = row is not None and int(row[1]) != os.getpid()
-            if held_elsewhere and (row[2] != host or _alive(int(row[1]))):
-                raise ViewLocked(view, str(row[0]))
-            self._conn.execute(
-                "INSERT INTO view_locks(view, holder, pid, host, acquired_at) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(view) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, "
-                "host = excluded.host, acquired_at = excluded.acquired_at",
-                (view, holder_name(), os.getpid(), host, _now()),
-            )
-
-    def unlock(self, view: str) -> None:
-        with self._writing():
-            self._conn.execute(
-                "DELETE FROM view_locks WHERE view = ? AND pid = ? AND host = ?",
-                (view, os.getpid(), socket.gethostname()),
-            )
-
-    def holder(self, view: str) -> str | None:
-        row = self._conn.execute("SELECT holder FROM view_locks WHERE view = ?", (view,)).fetchone()
-        return None if row is None else str(row[0])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _generation(row: Any) -> Generation:
