@@ -25,7 +25,7 @@ import numpy as np
 
 from facta.log import LogConfig, NewEvent, SqliteLog, StreamAppend
 
-POLL_SECONDS: Final = 0.001
+POLL_SECONDS: Final = 0.001  # the observer's poll
 
 
 def _writer(log_path: str, out: str, seconds: float, rate: int, size: int) -> None:
@@ -56,26 +56,30 @@ def _maintainer(log_path: str, out: str, stop_file: str) -> None:
     from facta.views.bench import BENCH_VIEW
     from facta.views.compile import compile_view
     from facta.views.definition import load_definition
-    from facta.views.engine import ViewEngine
+    from facta.views.engine import ViewEngine, follow
     from facta.views.store import ViewStore, views_path
 
     view = compile_view(load_definition("bench", BENCH_VIEW))
     store = ViewStore(views_path(log_path))
-    largest = 0
     stop = threading.Event()
+
+    def watch_for_stop() -> None:
+        while not os.path.exists(stop_file):
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=watch_for_stop, daemon=True).start()
     with ViewEngine(log_path, view, store).open() as engine:
         Path(out + ".ready").write_text("ready")
         cpu, wall = time.process_time(), time.monotonic()
-        while not stop.is_set():
-            # Between appends only a PRAGMA is polled; a commit to the log starts a run.
-            folded = engine.run() if engine.log_changed() else 0
-            largest = max(largest, folded)
-            if folded == 0:
-                if os.path.exists(stop_file):
-                    stop.set()
-                time.sleep(POLL_SECONDS)
+        largest = [0]
+
+        def note(folded: int) -> None:
+            largest[0] = max(largest[0], folded)
+
+        follow([engine], stop, on_run=note)  # what `facta views run` runs
         cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    Path(out).write_text(json.dumps({"cpu_percent": 100 * cpu / wall, "backlog": largest}))
+    Path(out).write_text(json.dumps({"cpu_percent": 100 * cpu / wall, "backlog": largest[0]}))
 
 
 def _observer(log_path: str, out: str, stop_file: str) -> None:

@@ -30,7 +30,7 @@ from facta.dashboards.definition import (
 )
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, load_views
-from facta.views.engine import EngineSettings, ViewEngine, ViewError, rebuild
+from facta.views.engine import EngineSettings, ViewEngine, ViewError, follow, rebuild
 from facta.views.locks import ViewLocked
 from facta.views.plan import apply, plan
 from facta.views.sql import SqlRefused, SqlTimeout, run_sql
@@ -146,12 +146,11 @@ def run_views(
     try:
         for view in views:
             engines.append(ViewEngine(log, view, store, settings).open())
-        while not stop.is_set():
-            folded = sum(engine.run() for engine in engines)
-            if once:
-                break
-            if folded == 0:
-                stop.wait(0.05)
+        if once:
+            for engine in engines:
+                engine.run()
+        else:
+            follow(engines, stop)
     except (ViewLocked, ViewError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
