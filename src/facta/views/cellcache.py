@@ -216,19 +216,43 @@ def _grown(array: npt.NDArray[Any], size: int) -> npt.NDArray[Any]:
 
 @dataclasses.dataclass(slots=True)
 class ViewCache:
-    """The decoded cells of one view generation, as of ``checkpoint``, by level."""
+    """The cells of one view generation, as of ``checkpoint``, by level.
+
+    A refresh only files the changed cells' bytes under their level (``pending``); a level's
+    cells are decoded when a query first asks for that level. A live query of all-time totals
+    thus never decodes the day, week and month cells each commit also rewrites.
+    """
 
     generation: int
     created_at: str
     checkpoint: int
     ndims: int
+    # Decodes a pending cell into (level's dims key, entry); the count decoded goes to ``settle``.
+    decode: Callable[[Any], tuple[str, Entry]]
+    settle: Callable[[int], None]
     levels: dict[str, LevelCells] = dataclasses.field(default_factory=dict)
+    pending: dict[str, dict[tuple[str, int], Any]] = dataclasses.field(default_factory=dict)
+
+    def add(self, level: str, dims: str, bucket: int, cell: Any) -> None:
+        """File a changed cell (its stored form) to be decoded when ``level`` is read."""
+        self.pending.setdefault(level, {})[(dims, bucket)] = cell
 
     def level(self, name: str) -> LevelCells:
         found = self.levels.get(name)
         if found is None:
             found = self.levels[name] = LevelCells(self.ndims)
+        waiting = self.pending.pop(name, None)
+        if waiting:
+            for cell in waiting.values():
+                found.put(*self.decode(cell))
+            self.settle(len(waiting))
         return found
+
+    def existing(self, name: str) -> LevelCells | None:
+        """The level's cells, or None if it has none."""
+        if name not in self.levels and name not in self.pending:
+            return None
+        return self.level(name)
 
 
 def ranked(

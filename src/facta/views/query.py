@@ -33,7 +33,7 @@ from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
 from facta.views.measures import Measure
 from facta.views.rollups import chain, pieces
-from facta.views.store import BASE_LEVEL, Generation, ViewStore
+from facta.views.store import BASE_LEVEL, Generation, StoredCell, ViewStore
 
 Where = Mapping[str, Any]
 # Decoding this many cells at once makes them long-lived objects worth freezing (collector.py).
@@ -237,25 +237,24 @@ class ViewSnapshot:
             or cache.created_at != self.info.created_at
             or cache.checkpoint > self.position
         ):
-            cache = ViewCache(self.info.generation, self.info.created_at, -1, len(self.dimensions))
+            cache = ViewCache(
+                self.info.generation,
+                self.info.created_at,
+                -1,
+                len(self.dimensions),
+                functools.partial(_decoded, self.view.measures),
+                _settle,
+            )
             self.store.cache[self.view.name] = cache
         if cache.checkpoint != self.position:
-            measures = self.view.measures
-            decoded = 0
             for cell in self.store.cells(
                 self.view.name, self.info.generation, changed_after=cache.checkpoint, level=None
             ):
-                decoded += 1
-                raw = msgspec.msgpack.decode(cell.state)
-                states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
                 level = cell.level
                 if level == BASE_LEVEL and cell.bucket == ROLLUP:
                     level = ALL_TIME
-                entry = (json.loads(cell.dims), cell.bucket, cell.changed_at, states)
-                cache.level(level).put(cell.dims, entry)
+                cache.add(level, cell.dims, cell.bucket, cell)
             cache.checkpoint = self.position
-            if decoded >= SETTLE_AFTER:
-                settle_long_lived()
         return cache
 
     def plan(
@@ -359,7 +358,7 @@ class ViewSnapshot:
             rollups=rollups,
         )
         for level_name, low, high in plan:
-            level = cache.levels.get(level_name)
+            level = cache.existing(level_name)
             if level is None:
                 continue
             entries = level.entries
@@ -466,3 +465,14 @@ def open_snapshot(
             reached = 0 if generation is None else generation.checkpoint
             raise ViewTimeout(view, min_position or 0, reached, timeout)
         time.sleep(poll)
+
+
+def _decoded(measures: Sequence[Measure], cell: StoredCell) -> tuple[str, Entry]:
+    raw = msgspec.msgpack.decode(cell.state)
+    states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
+    return cell.dims, (json.loads(cell.dims), cell.bucket, cell.changed_at, states)
+
+
+def _settle(decoded: int) -> None:
+    if decoded >= SETTLE_AFTER:
+        settle_long_lived()
