@@ -24,12 +24,19 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, ViewDefinition, load_views
-from facta.views.engine import DefinitionChanged, EngineSettings, ViewEngine
+from facta.views.engine import (
+    IDLE_POLL_SECONDS,
+    POLL_SECONDS,
+    DefinitionChanged,
+    EngineSettings,
+    ViewEngine,
+)
 from facta.views.locks import ViewLocked
 from facta.views.store import ViewStore, views_path
 
@@ -131,6 +138,7 @@ class Maintainer:
 
     def _follow(self, engine: ViewEngine, store: ViewStore) -> None:
         """Fold batch by batch; between batches, honour stop and handover requests."""
+        active = time.monotonic()
         while not self._stop.is_set():
             if store.handover_requested(self.name):
                 if engine.checkpoint > engine.committed:
@@ -146,10 +154,23 @@ class Maintainer:
                 engine.commit()
             if engine.committed != committed:
                 self._committed(engine)
-            if folded == 0:
+            if folded:
+                active = time.monotonic()
+            else:
                 self.status.state = "running"
-                self.wake.wait(0.05)
-                self.wake.clear()
+                self._idle(engine, active)
+
+    def _idle(self, engine: ViewEngine, active: float) -> None:
+        """Wait up to 50 ms (then look for handover requests again) for a commit to the log: the
+        server's log feed wakes this thread, and ``PRAGMA data_version`` is polled meanwhile
+        (every 1 ms, 20 ms after a second without commits), which notices another process's
+        commit sooner than the feed's own poll."""
+        poll = POLL_SECONDS if time.monotonic() - active < 1.0 else IDLE_POLL_SECONDS
+        until = time.monotonic() + 0.05
+        while time.monotonic() < until and not self._stop.is_set():
+            if self.wake.wait(poll) or engine.log_changed():
+                break
+        self.wake.clear()
 
     def _committed(self, engine: ViewEngine) -> None:
         self.status.checkpoint = engine.committed
