@@ -12,6 +12,7 @@ patched only for the cells a refresh changed, so top-k ranks tens of thousands o
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ ALL_TIME: Final = "all"
 Entry = tuple[list[Any], int, int, list[Any]]  # dimension values, bucket, changed_at, states
 Slots = npt.NDArray[np.int64]
 MEMO_SIZE: Final = 8192
+MERGES_KEPT: Final = 1024
 _MISSING: Final = object()
 
 
@@ -232,6 +234,29 @@ class ViewCache:
     settle: Callable[[int], None]
     levels: dict[str, LevelCells] = dataclasses.field(default_factory=dict)
     pending: dict[str, dict[tuple[str, int], Any]] = dataclasses.field(default_factory=dict)
+    # Merged states of groups of several cells, by the cells (level, slot, changed_at) merged.
+    merges: collections.OrderedDict[Any, list[Any]] = dataclasses.field(
+        default_factory=collections.OrderedDict
+    )
+
+    def merged(self, key: Any, merge: Callable[[], list[Any]]) -> list[Any]:
+        """The states ``merge()`` gives for the cells named by ``key``, merged once.
+
+        Merging sketches is randomised (a KLL compaction keeps a random half), so merging the
+        same cells twice can give quantiles that differ within the sketch's error. Kept here,
+        the same cells merge to the same states: a query asked twice of the same state gets the
+        same answer, and a repeated query skips the merge. At most ``MERGES_KEPT`` are kept
+        (least recently used first out); a cell that changes has a new ``changed_at``, so its
+        old merges are never hit again.
+        """
+        found = self.merges.get(key)
+        if found is not None:
+            self.merges.move_to_end(key)
+            return found
+        found = self.merges[key] = merge()
+        if len(self.merges) > MERGES_KEPT:
+            self.merges.popitem(last=False)
+        return found
 
     def add(self, level: str, dims: str, bucket: int, cell: Any) -> None:
         """File a changed cell (its stored form) to be decoded when ``level`` is read."""

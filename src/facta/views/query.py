@@ -349,7 +349,6 @@ class ViewSnapshot:
         measures = self.view.measures
         allowed = self._allowed(where)
         cache = self._cached()
-        groups: dict[tuple[Any, ...], Merged] = {}
         plan = self.plan(
             epoch_seconds(start),
             epoch_seconds(end),
@@ -357,32 +356,35 @@ class ViewSnapshot:
             every=every,
             rollups=rollups,
         )
+        # First which cells each group merges, then each group's states: one cell is read as
+        # it is; several are merged once per set of cells (see ViewCache.merged).
+        members: dict[tuple[Any, ...], list[tuple[str, LevelCells, int]]] = {}
         for level_name, low, high in plan:
             level = cache.existing(level_name)
             if level is None:
                 continue
             entries = level.entries
             for slot in level.select(allowed, low, high).tolist():
-                dims, bucket, changed_at, states = entries[slot]
+                dims = entries[slot][0]
                 key: tuple[Any, ...] = tuple(dims[i] for i in picks)
                 if by_bucket:
-                    key = (*key, bucket)
+                    key = (*key, entries[slot][1])
                 if keys is not None and key not in keys:
                     continue
-                merged = groups.get(key)
-                if merged is None:
-                    # One cell so far: borrow its states; copy them only to merge a second.
-                    groups[key] = Merged(states, changed_at, True, (level, slot))
-                    continue
-                if merged.shared:
-                    merged.states = fresh_copy(measures, merged.states, only)
-                    merged.shared, merged.source = False, None
-                for index, (measure, into, other) in enumerate(
-                    zip(measures, merged.states, states, strict=True)
-                ):
-                    if only is None or index in only:
-                        measure.merge(into, other)
-                merged.changed_at = max(merged.changed_at, changed_at)
+                members.setdefault(key, []).append((level_name, level, slot))
+        groups: dict[tuple[Any, ...], Merged] = {}
+        wanted = None if only is None else frozenset(only)
+        for key, cells in members.items():
+            if len(cells) == 1:
+                _, level, slot = cells[0]
+                _, _, changed_at, states = level.entries[slot]
+                # One cell: borrow its states (whoever merges into them copies them first).
+                groups[key] = Merged(states, changed_at, True, (level, slot))
+                continue
+            named = (wanted, tuple((n, s, lv.entries[s][2]) for n, lv, s in cells))
+            states = cache.merged(named, functools.partial(_merge_cells, measures, cells, only))
+            changed_at = max(lv.entries[s][2] for _, lv, s in cells)
+            groups[key] = Merged(states, changed_at, True)
         return groups
 
     def stamp(self, table: pa.Table) -> pa.Table:
@@ -465,6 +467,22 @@ def open_snapshot(
             reached = 0 if generation is None else generation.checkpoint
             raise ViewTimeout(view, min_position or 0, reached, timeout)
         time.sleep(poll)
+
+
+def _merge_cells(
+    measures: Sequence[Measure],
+    cells: Sequence[tuple[str, LevelCells, int]],
+    only: set[int] | None,
+) -> list[Any]:
+    """Fresh states holding the merge of ``cells`` in order (measures not in ``only``: None)."""
+    _, level, slot = cells[0]
+    states = fresh_copy(measures, level.entries[slot][3], only)
+    for _, level, slot in cells[1:]:
+        other = level.entries[slot][3]
+        for index, (measure, into) in enumerate(zip(measures, states, strict=True)):
+            if only is None or index in only:
+                measure.merge(into, other[index])
+    return states
 
 
 def _decoded(measures: Sequence[Measure], cell: StoredCell) -> tuple[str, Entry]:
