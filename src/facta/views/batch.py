@@ -104,8 +104,12 @@ class Column:
         rank[order] = np.arange(order.size, dtype=np.int64)
         indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         codes = np.where(present, rank[indices] if order.size else -1, -1).astype(np.int64)
-        values = array.to_numpy(zero_copy_only=False)
-        return Column(values, present, True, codes, dictionary[order])
+        labels = dictionary[order]
+        # Each row's text taken from the labels (shared str objects), not one new str per row.
+        values = np.full(len(array), None, dtype=object)
+        if labels.size:
+            values[present] = labels[codes[present]]
+        return Column(values, present, True, codes, labels)
 
     @property
     def is_int(self) -> bool:

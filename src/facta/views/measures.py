@@ -12,10 +12,11 @@ are ``None`` — never NaN or infinity.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -50,6 +51,15 @@ class Batch:
     columns: Mapping[str, Column]
     positions: Ints
     order: Ints | None = None  # ``groups.sorted_rows()``, shared by the measures that sort
+    # Per-batch results shared by measures over the same fields (mean and variance of one field).
+    shared: dict[tuple[str, ...], Any] = dataclasses.field(default_factory=dict)
+
+    def once(self, key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per batch for ``key``."""
+        found = self.shared.get(key)
+        if found is None:
+            found = self.shared[key] = compute()
+        return found
 
     def segments(self, column: Column) -> Segments:
         """The column's present rows, segment by segment (group by group)."""
@@ -170,9 +180,19 @@ class Moments(Measure):
         return MomentState()
 
     def update(self, states: Sequence[MomentState], batch: Batch) -> None:
-        counts, means, m2 = batch_moments(batch.groups, self.column(batch))
-        for g in np.flatnonzero(counts).tolist():
-            states[g].merge(MomentState(int(counts[g]), float(means[g]), float(m2[g])))
+        field = self.fields[0]
+        counts, means, m2 = batch.once(
+            ("moments", field), lambda: batch_moments(batch.groups, self.column(batch))
+        )
+        present = np.flatnonzero(counts)
+        for g, n, mean, m2_g in zip(
+            present.tolist(),
+            counts[present].tolist(),
+            means[present].tolist(),
+            m2[present].tolist(),
+            strict=True,
+        ):
+            states[g].add(n, mean, m2_g)
 
     def finalize(self, state: MomentState) -> dict[str, Any]:
         if self.statistic == "mean":
@@ -249,9 +269,14 @@ class CoMoments(Measure):
         return CoMomentState()
 
     def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
-        parts = batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1))
-        for state, part in zip(states, parts, strict=True):
-            state.merge(part)
+        found = batch.once(
+            ("comoments", *self.fields),
+            lambda: batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1)),
+        )
+        present = np.flatnonzero(found[0])
+        columns = [part[present].tolist() for part in found]
+        for g, *moments in zip(present.tolist(), *columns, strict=True):
+            states[g].add(*moments)
 
     def finalize(self, state: CoMomentState) -> dict[str, Any]:
         return {self.name: finite(state.covariance(sample=self.sample)), f"{self.name}_n": state.n}
@@ -324,8 +349,9 @@ class Quantiles(Measure):
         column = self.column(batch)
         segments = batch.segments(column)
         ordered = column.values[segments.rows].astype(np.float64)
+        starts = segments.starts.tolist()
         for g in np.flatnonzero(np.diff(segments.starts)).tolist():
-            states[g].update(ordered[segments.starts[g] : segments.starts[g + 1]])
+            states[g].update(ordered[starts[g] : starts[g + 1]])
 
     def finalize(self, state: QuantileState) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -372,9 +398,11 @@ class TopK(Measure):
         counts = weights.tolist()
         # Pairs come sorted by group: one sketch lookup per group, then its items in order.
         for g, start, end in _runs(groups):
-            update = states[g].sketch_for_update().update
-            for index in range(start, end):
-                update(items[index], counts[index])
+            # map drives the sketch's update from C: no Python loop step per pair.
+            collections.deque(
+                map(states[g].sketch_for_update().update, items[start:end], counts[start:end]),
+                maxlen=0,
+            )
 
     def finalize(self, state: TopKState) -> dict[str, Any]:
         items = [
@@ -406,9 +434,7 @@ class Distinct(Measure):
     def update(self, states: Sequence[DistinctState], batch: Batch) -> None:
         groups, items, _ = distinct_pairs(batch.groups, self.column(batch))
         for g, start, end in _runs(groups):
-            update = states[g].sketch_for_update().update
-            for index in range(start, end):
-                update(items[index])
+            collections.deque(map(states[g].sketch_for_update().update, items[start:end]), maxlen=0)
 
     def finalize(self, state: DistinctState) -> dict[str, Any]:
         lower, upper = state.bounds(3)

@@ -71,6 +71,9 @@ class Rollups:
         self._states: dict[str, dict[tuple[str, int], RolledCell]] = {k: {} for k in self._kept}
         self._floors: dict[str, dict[int, int]] = {level: {} for level, _ in self.levels}
         self._primed = False
+        # Per roll-up cell: the merge of all its children but the last, serialised, and which
+        # children (with the position each last changed at) it holds — see ``_merge_children``.
+        self._prefixes: dict[RollupKey, tuple[tuple[tuple[int, int], ...], list[Any]]] = {}
 
     def load(self, store: ViewStore, view: str, generation: int) -> None:
         """Load the levels kept in memory (after a restart)."""
@@ -127,7 +130,9 @@ class Rollups:
             )
             for dims, start in touched[level]:
                 kids = sorted(self._children[(level, dims, start)], key=lambda k: k[1])
-                states, changed_at = self.merged([source[kid] for kid in kids])
+                states, changed_at = self._merge_children(
+                    (level, dims, start), [source[kid] for kid in kids], [k[1] for k in kids]
+                )
                 if level in self._kept:
                     self._states[level][(dims, start)] = RolledCell(states, changed_at)
                     self._index(level, (dims, start))
@@ -136,6 +141,46 @@ class Rollups:
                 )
                 written.append(StoredCell(dims, start, changed_at, state, level))
         return written
+
+    def _merge_children(
+        self, key: RollupKey, cells: Sequence[HasStates], starts: Sequence[int]
+    ) -> tuple[list[Any], int]:
+        """The merge of ``cells`` (in bucket order), as :meth:`merged` computes it, resumed
+        from the kept merge of the first children when none of them changed since.
+
+        Most commits change the last few buckets of a week or month (events mostly come in
+        time order): the merge of the others is loaded instead of merged again. The kept merge
+        is a serialised copy, so resuming from it gives the very states merging them all in
+        order gives.
+        """
+        stamps = tuple(zip(starts, (cell.changed_at for cell in cells), strict=True))
+        measures = self._measures
+        prefix = self._prefixes.get(key)
+        done = 0
+        if (
+            prefix is not None
+            and len(prefix[0]) < len(stamps)
+            and (stamps[: len(prefix[0])] == prefix[0])
+        ):
+            done = len(prefix[0])
+            states = [m.load(raw) for m, raw in zip(measures, prefix[1], strict=True)]
+        else:
+            states = [m.new() for m in measures]
+        last = len(cells) - 1
+        self._merge_into(states, cells[done:last])
+        if last > done:
+            self._prefixes[key] = (
+                stamps[:last],
+                [m.dump(state) for m, state in zip(measures, states, strict=True)],
+            )
+        self._merge_into(states, cells[last:])
+        return states, max((cell.changed_at for cell in cells), default=0)
+
+    def _merge_into(self, states: list[Any], cells: Sequence[HasStates]) -> None:
+        for index, measure in enumerate(self._measures):
+            merge, into = measure.merge, states[index]
+            for cell in cells:
+                merge(into, cell.states[index])
 
     def merged(self, cells: Sequence[HasStates]) -> tuple[list[Any], int]:
         """Fresh states holding the merge of ``cells`` (in the given order)."""
