@@ -179,6 +179,9 @@ class Moments(Measure):
     def new(self) -> MomentState:
         return MomentState()
 
+    def merge(self, into: MomentState, other: MomentState) -> None:
+        into.add(other.n, other.mean, other.m2)
+
     def update(self, states: Sequence[MomentState], batch: Batch) -> None:
         field = self.fields[0]
         counts, means, m2 = batch.once(
@@ -267,6 +270,9 @@ class CoMoments(Measure):
 
     def new(self) -> CoMomentState:
         return CoMomentState()
+
+    def merge(self, into: CoMomentState, other: CoMomentState) -> None:
+        into.add(other.n, other.mean_x, other.mean_y, other.m2_x, other.m2_y, other.c)
 
     def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
         found = batch.once(

@@ -30,6 +30,8 @@ LEVELS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "1w": (),
     "1mo": (),
 }
+# A roll-up cell refreshed more often than this keeps the merge of its first children.
+PREFIX_AFTER: Final = 3
 # A range at least this long reads month cells rather than week cells.
 MONTHS_FROM_SECONDS: Final = 62 * 86400
 
@@ -74,6 +76,7 @@ class Rollups:
         # Per roll-up cell: the merge of all its children but the last, serialised, and which
         # children (with the position each last changed at) it holds — see ``_merge_children``.
         self._prefixes: dict[RollupKey, tuple[tuple[tuple[int, int], ...], list[Any]]] = {}
+        self._refreshes: dict[RollupKey, int] = {}
 
     def load(self, store: ViewStore, view: str, generation: int) -> None:
         """Load the levels kept in memory (after a restart)."""
@@ -151,7 +154,9 @@ class Rollups:
         Most commits change the last few buckets of a week or month (events mostly come in
         time order): the merge of the others is loaded instead of merged again. The kept merge
         is a serialised copy, so resuming from it gives the very states merging them all in
-        order gives.
+        order gives. Keeping it costs a serialisation, so it is kept only for roll-up cells
+        refreshed at least ``PREFIX_AFTER`` times before (a live view's current week and month,
+        not each month of a rebuild, which two or three commits touch).
         """
         stamps = tuple(zip(starts, (cell.changed_at for cell in cells), strict=True))
         measures = self._measures
@@ -168,7 +173,8 @@ class Rollups:
             states = [m.new() for m in measures]
         last = len(cells) - 1
         self._merge_into(states, cells[done:last])
-        if last > done:
+        refreshes = self._refreshes[key] = self._refreshes.get(key, 0) + 1
+        if last > done and refreshes > PREFIX_AFTER:
             self._prefixes[key] = (
                 stamps[:last],
                 [m.dump(state) for m, state in zip(measures, states, strict=True)],
