@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from facta.views.batch import Column, Groups, Ints, Segments, distinct_pairs
+from facta.views.batch import Column, Floats, Groups, Ints, Segments, distinct_pairs
 from facta.views.moments import (
     CoMomentState,
     ExtremeState,
@@ -88,6 +88,9 @@ class Measure:
     def new(self) -> Any:
         raise NotImplementedError
 
+    def prepare(self, batch: Batch) -> None:
+        """Compute what ``update`` needs of the batch, without state (any thread may)."""
+
     def update(self, states: Sequence[Any], batch: Batch) -> None:
         """Fold the batch into ``states[g]`` for each batch group ``g``."""
         raise NotImplementedError
@@ -146,8 +149,13 @@ class Sum(Measure):
     def new(self) -> SumState:
         return SumState()
 
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(
+            ("sums", *self.fields), lambda: batch_sums(batch.groups, self.column(batch))
+        )
+
     def update(self, states: Sequence[SumState], batch: Batch) -> None:
-        counts, totals = batch_sums(batch.groups, self.column(batch))
+        counts, totals = self.prepare(batch)
         for g, (n, total) in enumerate(zip(counts, totals, strict=True)):
             if n:
                 states[g].add(int(n), total)
@@ -182,11 +190,13 @@ class Moments(Measure):
     def merge(self, into: MomentState, other: MomentState) -> None:
         into.add(other.n, other.mean, other.m2)
 
-    def update(self, states: Sequence[MomentState], batch: Batch) -> None:
-        field = self.fields[0]
-        counts, means, m2 = batch.once(
-            ("moments", field), lambda: batch_moments(batch.groups, self.column(batch))
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(
+            ("moments", *self.fields), lambda: batch_moments(batch.groups, self.column(batch))
         )
+
+    def update(self, states: Sequence[MomentState], batch: Batch) -> None:
+        counts, means, m2 = self.prepare(batch)
         present = np.flatnonzero(counts)
         for g, n, mean, m2_g in zip(
             present.tolist(),
@@ -274,11 +284,14 @@ class CoMoments(Measure):
     def merge(self, into: CoMomentState, other: CoMomentState) -> None:
         into.add(other.n, other.mean_x, other.mean_y, other.m2_x, other.m2_y, other.c)
 
-    def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
-        found = batch.once(
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(
             ("comoments", *self.fields),
             lambda: batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1)),
         )
+
+    def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
+        found = self.prepare(batch)
         present = np.flatnonzero(found[0])
         columns = [part[present].tolist() for part in found]
         for g, *moments in zip(present.tolist(), *columns, strict=True):
@@ -351,12 +364,20 @@ class Quantiles(Measure):
     def new(self) -> QuantileState:
         return QuantileState(self.k)
 
-    def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(("slices", *self.fields), lambda: self._slices(batch))
+
+    def _slices(self, batch: Batch) -> tuple[Floats, list[int], list[int]]:
+        """The present values ordered by group, where each group starts, the non-empty groups."""
         column = self.column(batch)
         segments = batch.segments(column)
         ordered = column.values[segments.rows].astype(np.float64)
-        starts = segments.starts.tolist()
-        for g in np.flatnonzero(np.diff(segments.starts)).tolist():
+        nonempty = np.flatnonzero(np.diff(segments.starts)).tolist()
+        return ordered, segments.starts.tolist(), nonempty
+
+    def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
+        ordered, starts, nonempty = self.prepare(batch)
+        for g in nonempty:
             states[g].update(ordered[starts[g] : starts[g + 1]])
 
     def finalize(self, state: QuantileState) -> dict[str, Any]:
@@ -399,11 +420,13 @@ class TopK(Measure):
     def new(self) -> TopKState:
         return TopKState(self.lg_max_map)
 
+    def prepare(self, batch: Batch) -> Any:
+        return _pairs(batch, self.fields[0])
+
     def update(self, states: Sequence[TopKState], batch: Batch) -> None:
-        groups, items, weights = distinct_pairs(batch.groups, self.column(batch))
-        counts = weights.tolist()
+        runs, items, counts = self.prepare(batch)
         # Pairs come sorted by group: one sketch lookup per group, then its items in order.
-        for g, start, end in _runs(groups):
+        for g, start, end in runs:
             # map drives the sketch's update from C: no Python loop step per pair.
             collections.deque(
                 map(states[g].sketch_for_update().update, items[start:end], counts[start:end]),
@@ -437,9 +460,12 @@ class Distinct(Measure):
     def new(self) -> DistinctState:
         return DistinctState(self.lg_k)
 
+    def prepare(self, batch: Batch) -> Any:
+        return _pairs(batch, self.fields[0])
+
     def update(self, states: Sequence[DistinctState], batch: Batch) -> None:
-        groups, items, _ = distinct_pairs(batch.groups, self.column(batch))
-        for g, start, end in _runs(groups):
+        runs, items, _ = self.prepare(batch)
+        for g, start, end in runs:
             collections.deque(map(states[g].sketch_for_update().update, items[start:end]), maxlen=0)
 
     def finalize(self, state: DistinctState) -> dict[str, Any]:
@@ -462,6 +488,19 @@ class Distinct(Measure):
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))
+
+
+def _pairs(batch: Batch, field: str) -> tuple[list[tuple[int, int, int]], list[str], list[int]]:
+    """The distinct (group, value) pairs of a field: runs per group, values, counts."""
+
+    def compute() -> tuple[list[tuple[int, int, int]], list[str], list[int]]:
+        groups, items, counts = distinct_pairs(batch.groups, batch.columns[field])
+        return _runs(groups), items, counts.tolist()
+
+    found: tuple[list[tuple[int, int, int]], list[str], list[int]] = batch.once(
+        ("pairs", field), compute
+    )
+    return found
 
 
 def _runs(groups: Ints) -> list[tuple[int, int, int]]:
