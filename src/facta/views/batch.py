@@ -159,7 +159,7 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     if column.codes is not None and column.labels is not None:
         width = np.int64(len(column.labels))
         pair = groups.inverse[rows] * width + column.codes[rows]
-        unique_pairs, counts = np.unique(pair, return_counts=True)
+        unique_pairs, counts = unique_counts(pair, int(groups.count * width))
         values: list[str] = column.labels[unique_pairs % width].tolist()
         return (unique_pairs // width).astype(np.int64), values, counts.astype(np.int64)
     if column.texts:
@@ -172,6 +172,20 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     pair_groups = unique_pairs // len(labels)
     pair_values = [str(labels[i]) for i in unique_pairs % len(labels)]
     return pair_groups.astype(np.int64), pair_values, counts.astype(np.int64)
+
+
+def unique_counts(codes: Ints, size: int) -> tuple[Ints, Ints]:
+    """The distinct values of ``codes`` (all in ``[0, size)``), sorted, and how often each occurs.
+
+    ``np.unique`` sorts the codes; when the range is small against their number, counting them
+    in a table gives the same result without sorting.
+    """
+    if size <= max(4 * codes.size, 1 << 16):
+        table = np.bincount(codes, minlength=size)
+        found = np.flatnonzero(table)
+        return found.astype(np.int64), table[found].astype(np.int64)
+    unique, counts = np.unique(codes, return_counts=True)
+    return unique.astype(np.int64), counts.astype(np.int64)
 
 
 def item_text(value: Any) -> str:
