@@ -77,6 +77,7 @@ class Rollups:
         # children (with the position each last changed at) it holds — see ``_merge_children``.
         self._prefixes: dict[RollupKey, tuple[tuple[tuple[int, int], ...], list[Any]]] = {}
         self._refreshes: dict[RollupKey, int] = {}
+        self.resumed = 0  # refreshes that resumed from a kept merge
 
     def load(self, store: ViewStore, view: str, generation: int) -> None:
         """Load the levels kept in memory (after a restart)."""
@@ -169,6 +170,7 @@ class Rollups:
         ):
             done = len(prefix[0])
             states = [m.load(raw) for m, raw in zip(measures, prefix[1], strict=True)]
+            self.resumed += 1
         else:
             states = [m.new() for m in measures]
         last = len(cells) - 1
