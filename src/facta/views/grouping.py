@@ -7,6 +7,7 @@ values as canonical JSON text, and the bucket start (epoch seconds; 0 for unbuck
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -80,9 +81,9 @@ def group_rows(
     if not code_columns:
         return Groups.single(count), [(dims_text([]), 0)]
     sizes = [max(len(label), 1) for label in labels]
-    if float(np.prod(np.asarray(sizes, dtype=np.float64))) < 2.0**62:
+    if math.prod(sizes) < 2**62:
         combined = np.ravel_multi_index(tuple(code_columns), tuple(sizes))
-        unique, inverse = _unique_inverse(combined, int(np.prod(sizes)))
+        unique, inverse = _unique_inverse(combined, math.prod(sizes))
         parts = np.unravel_index(unique, tuple(sizes))
         per_group = np.stack(parts, axis=1) if len(parts) else np.zeros((unique.size, 0))
     else:
