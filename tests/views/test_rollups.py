@@ -209,3 +209,34 @@ def test_long_ranges_read_roll_up_cells_not_buckets(built: dict[str, ViewSnapsho
         series.column("bucket").to_pylist(), series.column("flights").to_pylist(), strict=True
     ):
         assert counts.get(moment, 0) == flights
+
+
+@pytest.mark.parametrize("width", ["1h", "1d"])
+def test_roll_ups_of_a_live_view_with_late_events_give_the_merge_of_their_buckets(
+    tmp_path: Any, width: str
+) -> None:
+    """A live view sees events mostly in time order, committed every few dozen: each week and
+    month is folded into by many batches, and some events arrive days late, into weeks and
+    months already written. The roll-ups still read exactly as the merge of the buckets."""
+    path = tmp_path / "log.db"
+    ordered = sorted(events(1200), key=lambda e: str(e.data["time_hour"]))
+    rng = random.Random(7)
+    for index in range(0, len(ordered) - 200, 10):  # one event in ten lands 50-200 events late
+        ordered.insert(index + rng.randint(50, 200), ordered.pop(index))
+    with SqliteLog(path, FAST) as log:
+        for start in range(0, len(ordered), 50):
+            log.append_sync(f"s{start}", ordered[start : start + 50])
+    store = ViewStore(views_path(path))
+    name = f"live_{width}"
+    view = compile_view(load_definition(name, view_table(width)))
+    settings = EngineSettings(batch_size=40, commit_every_events=40)
+    with ViewEngine(path, view, store, settings).open() as engine:
+        engine.run()
+        assert engine.batches >= 30
+    snapshot = open_snapshot(store, name)
+    for every in EVERY[width]:
+        for group_by in [(), ("carrier",), ("carrier", "origin")]:
+            fast, slow = both_paths(snapshot, None, None, every, group_by, None)
+            assert fast.num_rows > 0
+            same_rows(fast, slow)
+    store.close()

@@ -104,8 +104,12 @@ class Column:
         rank[order] = np.arange(order.size, dtype=np.int64)
         indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         codes = np.where(present, rank[indices] if order.size else -1, -1).astype(np.int64)
-        values = array.to_numpy(zero_copy_only=False)
-        return Column(values, present, True, codes, dictionary[order])
+        labels = dictionary[order]
+        # Each row's text taken from the labels (shared str objects), not one new str per row.
+        values = np.full(len(array), None, dtype=object)
+        if labels.size:
+            values[present] = labels[codes[present]]
+        return Column(values, present, True, codes, labels)
 
     @property
     def is_int(self) -> bool:
@@ -155,7 +159,7 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     if column.codes is not None and column.labels is not None:
         width = np.int64(len(column.labels))
         pair = groups.inverse[rows] * width + column.codes[rows]
-        unique_pairs, counts = np.unique(pair, return_counts=True)
+        unique_pairs, counts = unique_counts(pair, int(groups.count * width))
         values: list[str] = column.labels[unique_pairs % width].tolist()
         return (unique_pairs // width).astype(np.int64), values, counts.astype(np.int64)
     if column.texts:
@@ -168,6 +172,20 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     pair_groups = unique_pairs // len(labels)
     pair_values = [str(labels[i]) for i in unique_pairs % len(labels)]
     return pair_groups.astype(np.int64), pair_values, counts.astype(np.int64)
+
+
+def unique_counts(codes: Ints, size: int) -> tuple[Ints, Ints]:
+    """The distinct values of ``codes`` (all in ``[0, size)``), sorted, and how often each occurs.
+
+    ``np.unique`` sorts the codes; when the range is small against their number, counting them
+    in a table gives the same result without sorting.
+    """
+    if size <= max(4 * codes.size, 1 << 16):
+        table = np.bincount(codes, minlength=size)
+        found = np.flatnonzero(table)
+        return found.astype(np.int64), table[found].astype(np.int64)
+    unique, counts = np.unique(codes, return_counts=True)
+    return unique.astype(np.int64), counts.astype(np.int64)
 
 
 def item_text(value: Any) -> str:

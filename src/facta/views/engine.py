@@ -23,17 +23,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
-import numpy as np
-import pyarrow as pa
 
-from facta.views.batch import Column, Groups
 from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
-from facta.views.grouping import ROLLUP, Key, group_rows, rollup_groups
-from facta.views.measures import Batch
+from facta.views.grouping import ROLLUP, Key
 from facta.views.moments import SumOverflow
-from facta.views.pipeline import BUCKET, Evaluated, Pipeline
+from facta.views.pipeline import Evaluated, Pipeline
 from facta.views.prefetch import CommitsBehind, PagesAhead
+from facta.views.prepared import Level, Prepared, prepare
 from facta.views.rejects import Rejects
 from facta.views.rollups import Rollups
 from facta.views.smallbatch import Declined, evaluate_small, handles
@@ -178,7 +175,12 @@ class ViewEngine:
     def step(self, *, until: int | None = None) -> int:
         """Fold one micro-batch; return how many source events it held (0: caught up)."""
         page = self._reader.read(self.checkpoint, self.settings.batch_size, until=until)
-        return self._advance(page, self._evaluate(page))
+        return self._advance(page, self._prepared(page))
+
+    def _prepared(self, page: Page) -> Prepared | None:
+        """A page evaluated and made ready to fold (state is not touched: any thread may)."""
+        evaluated = self._evaluate(page)
+        return None if evaluated is None else prepare(self.view, evaluated, self._rollups)
 
     def _evaluate(self, page: Page) -> Evaluated | None:
         """A page through the small-page path if it is small enough and allowed, else DuckDB."""
@@ -194,11 +196,11 @@ class ViewEngine:
                 self.declined_pages += 1
         return self._pipeline.evaluate(page.events)
 
-    def _advance(self, page: Page, evaluated: Evaluated | None) -> int:
+    def _advance(self, page: Page, prepared: Prepared | None) -> int:
         """Fold an evaluated page, move the checkpoint past it and commit when it is time."""
-        if evaluated is not None:
+        if prepared is not None:
             with collector_paused():
-                self._fold(evaluated)
+                self._fold(prepared)
             self.batches += 1
         moved = page.scanned > self.checkpoint
         self.checkpoint = page.scanned
@@ -241,7 +243,7 @@ class ViewEngine:
         return total
 
     def _run_ahead(self, until: int | None) -> int:
-        ahead = PagesAhead(self._reader, self._evaluate, self.settings.batch_size)
+        ahead = PagesAhead(self._reader, self._prepared, self.settings.batch_size)
         ahead.start(self.checkpoint, until)
         total = 0
         self._commit_behind = True
@@ -309,53 +311,21 @@ class ViewEngine:
         write()
         self.committed = checkpoint
 
-    def _fold(self, evaluated: Evaluated) -> None:
+    def _fold(self, prepared: Prepared) -> None:
+        evaluated = prepared.evaluated
         self.rejects.add(evaluated.rejected_events, evaluated.rejected_values)
         self.rejects.add_unmatched(evaluated.unmatched)
-        rows = evaluated.rows
-        if rows.num_rows == 0:
-            return
-        definition = self.view.definition
-        positions = rows.column("_position").to_numpy().astype(np.int64)
-        columns = {
-            name: self._column(rows.column(name), name) for name in self.view.measure_fields()
-        }
-        bucket = BUCKET if definition.bucket is not None else None
-        groups, keys = group_rows(rows, definition.dimensions, bucket)
-        self._fold_groups(groups, keys, positions, columns, self.cells, self._dirty)
-        if bucket is not None:
-            # The all-time roll-up per group: queries without a time range read one cell. Its
-            # groups are the bucket groups' dimensions, found without grouping the rows again.
-            rollups, rollup_keys = rollup_groups(groups, keys)
-            self._fold_groups(rollups, rollup_keys, positions, columns, self.cells, self._dirty)
-            # The calendar roll-ups (days, weeks, months above the buckets), the same way.
-            for level in self._rollups.levels:
-                parents, parent_keys = self._rollups.groups(level, groups, keys)
-                self._fold_groups(
-                    parents,
-                    parent_keys,
-                    positions,
-                    columns,
-                    self._rollups.cells[level],
-                    self._rollups.dirty[level],
-                    level,
-                )
+        for level in prepared.levels:
+            self._fold_groups(level)
 
-    def _fold_groups(
-        self,
-        groups: Groups,
-        keys: list[Key],
-        positions: Any,
-        columns: dict[str, Column],
-        into: dict[Key, Cell],
-        dirty: set[Key],
-        level: str = "",
-    ) -> None:
-        batch = Batch(groups, columns, positions, groups.sorted_rows())
-        changed = np.zeros(groups.count, dtype=np.int64)
-        np.maximum.at(changed, groups.inverse, positions)
+    def _fold_groups(self, level: Level) -> None:
+        keys = level.keys
+        if level.target:
+            into, dirty = self._rollups.cells[level.target], self._rollups.dirty[level.target]
+        else:
+            into, dirty = self.cells, self._dirty
         cells = []
-        for key, position in zip(keys, changed.tolist(), strict=True):
+        for key, position in zip(keys, level.changed_at, strict=True):
             cell = into.get(key)
             if cell is None:
                 cell = Cell([m.new() for m in self.view.measures], 0)
@@ -365,35 +335,19 @@ class ViewEngine:
         dirty.update(keys)
         for index, measure in enumerate(self.view.measures):
             try:
-                measure.update([c.states[index] for c in cells], batch)
+                measure.update([c.states[index] for c in cells], level.batch)
             except SumOverflow as exc:
                 dims, start = keys[exc.group]
                 if start == ROLLUP:
                     where = "all time"
-                elif level:
-                    where = f"{level} roll-up starting {start}"
+                elif level.target:
+                    where = f"{level.target} roll-up starting {start}"
                 else:
                     where = f"bucket {start}"
                 raise ViewError(
                     f"view {self.view.name!r}, measure {measure.name!r}, group {dims} "
                     f"{where}: {exc}"
                 ) from None
-
-    def _column(self, column: pa.ChunkedArray, name: str) -> Column:
-        kind = self.view.kinds[name]
-        array = column.combine_chunks()
-        if kind == "int":
-            present = array.is_valid().to_numpy(zero_copy_only=False)
-            return Column.ints(array.fill_null(0).to_numpy(zero_copy_only=False), present)
-        if kind == "float":
-            return Column.floats(
-                array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-            )
-        if kind == "string":
-            return Column.text_array(array)
-        if kind == "time":
-            return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
-        return Column.objects(array.to_pylist())
 
 
 def follow(

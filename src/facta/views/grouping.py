@@ -7,6 +7,7 @@ values as canonical JSON text, and the bucket start (epoch seconds; 0 for unbuck
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -35,6 +36,31 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[Ints, list[Any]]:
     return indices, encoded.dictionary.to_pylist()
 
 
+def _unique_inverse(codes: Ints, size: int) -> tuple[Ints, Ints]:
+    """``np.unique(codes, return_inverse=True)`` for codes in ``[0, size)``; without sorting
+    when the range is small against their number."""
+    if size > max(4 * codes.size, 1 << 16):
+        unique, inverse = np.unique(codes, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    seen = np.zeros(size, dtype=np.bool_)
+    seen[codes] = True
+    unique = np.flatnonzero(seen)
+    dense = np.cumsum(seen, dtype=np.int64) - 1
+    return unique.astype(np.int64), dense[codes]
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[Ints, Ints]:
+    """A non-null integer column's distinct values, sorted, and each row's index among them
+    (``np.unique`` with ``return_inverse``, hashing instead of sorting every row)."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    values = encoded.dictionary.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size, dtype=np.int64)
+    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return values[order], rank[indices]
+
+
 def group_rows(
     rows: pa.Table, dimensions: Sequence[str], bucket: str | None
 ) -> tuple[Groups, list[Key]]:
@@ -49,16 +75,15 @@ def group_rows(
         code_columns.append(codes)
         labels.append(values)
     if bucket is not None:
-        starts = rows.column(bucket).to_numpy().astype(np.int64)
-        unique_starts, bucket_codes = np.unique(starts, return_inverse=True)
+        unique_starts, bucket_codes = _sorted_codes(rows.column(bucket))
         code_columns.append(bucket_codes.astype(np.int64))
         labels.append(unique_starts.tolist())
     if not code_columns:
         return Groups.single(count), [(dims_text([]), 0)]
     sizes = [max(len(label), 1) for label in labels]
-    if float(np.prod(np.asarray(sizes, dtype=np.float64))) < 2.0**62:
+    if math.prod(sizes) < 2**62:
         combined = np.ravel_multi_index(tuple(code_columns), tuple(sizes))
-        unique, inverse = np.unique(combined, return_inverse=True)
+        unique, inverse = _unique_inverse(combined, math.prod(sizes))
         parts = np.unravel_index(unique, tuple(sizes))
         per_group = np.stack(parts, axis=1) if len(parts) else np.zeros((unique.size, 0))
     else:

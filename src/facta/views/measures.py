@@ -12,16 +12,17 @@ are ``None`` — never NaN or infinity.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from facta.views.batch import Column, Groups, Ints, Segments, distinct_pairs
+from facta.views.batch import Column, Floats, Groups, Ints, Segments, distinct_pairs
 from facta.views.moments import (
     CoMomentState,
     ExtremeState,
@@ -50,6 +51,15 @@ class Batch:
     columns: Mapping[str, Column]
     positions: Ints
     order: Ints | None = None  # ``groups.sorted_rows()``, shared by the measures that sort
+    # Per-batch results shared by measures over the same fields (mean and variance of one field).
+    shared: dict[tuple[str, ...], Any] = dataclasses.field(default_factory=dict)
+
+    def once(self, key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per batch for ``key``."""
+        found = self.shared.get(key)
+        if found is None:
+            found = self.shared[key] = compute()
+        return found
 
     def segments(self, column: Column) -> Segments:
         """The column's present rows, segment by segment (group by group)."""
@@ -77,6 +87,9 @@ class Measure:
 
     def new(self) -> Any:
         raise NotImplementedError
+
+    def prepare(self, batch: Batch) -> None:
+        """Compute what ``update`` needs of the batch, without state (any thread may)."""
 
     def update(self, states: Sequence[Any], batch: Batch) -> None:
         """Fold the batch into ``states[g]`` for each batch group ``g``."""
@@ -136,8 +149,13 @@ class Sum(Measure):
     def new(self) -> SumState:
         return SumState()
 
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(
+            ("sums", *self.fields), lambda: batch_sums(batch.groups, self.column(batch))
+        )
+
     def update(self, states: Sequence[SumState], batch: Batch) -> None:
-        counts, totals = batch_sums(batch.groups, self.column(batch))
+        counts, totals = self.prepare(batch)
         for g, (n, total) in enumerate(zip(counts, totals, strict=True)):
             if n:
                 states[g].add(int(n), total)
@@ -169,10 +187,25 @@ class Moments(Measure):
     def new(self) -> MomentState:
         return MomentState()
 
+    def merge(self, into: MomentState, other: MomentState) -> None:
+        into.add(other.n, other.mean, other.m2)
+
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(
+            ("moments", *self.fields), lambda: batch_moments(batch.groups, self.column(batch))
+        )
+
     def update(self, states: Sequence[MomentState], batch: Batch) -> None:
-        counts, means, m2 = batch_moments(batch.groups, self.column(batch))
-        for g in np.flatnonzero(counts).tolist():
-            states[g].merge(MomentState(int(counts[g]), float(means[g]), float(m2[g])))
+        counts, means, m2 = self.prepare(batch)
+        present = np.flatnonzero(counts)
+        for g, n, mean, m2_g in zip(
+            present.tolist(),
+            counts[present].tolist(),
+            means[present].tolist(),
+            m2[present].tolist(),
+            strict=True,
+        ):
+            states[g].add(n, mean, m2_g)
 
     def finalize(self, state: MomentState) -> dict[str, Any]:
         if self.statistic == "mean":
@@ -248,10 +281,21 @@ class CoMoments(Measure):
     def new(self) -> CoMomentState:
         return CoMomentState()
 
+    def merge(self, into: CoMomentState, other: CoMomentState) -> None:
+        into.add(other.n, other.mean_x, other.mean_y, other.m2_x, other.m2_y, other.c)
+
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(
+            ("comoments", *self.fields),
+            lambda: batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1)),
+        )
+
     def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
-        parts = batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1))
-        for state, part in zip(states, parts, strict=True):
-            state.merge(part)
+        found = self.prepare(batch)
+        present = np.flatnonzero(found[0])
+        columns = [part[present].tolist() for part in found]
+        for g, *moments in zip(present.tolist(), *columns, strict=True):
+            states[g].add(*moments)
 
     def finalize(self, state: CoMomentState) -> dict[str, Any]:
         return {self.name: finite(state.covariance(sample=self.sample)), f"{self.name}_n": state.n}
@@ -320,12 +364,21 @@ class Quantiles(Measure):
     def new(self) -> QuantileState:
         return QuantileState(self.k)
 
-    def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
+    def prepare(self, batch: Batch) -> Any:
+        return batch.once(("slices", *self.fields), lambda: self._slices(batch))
+
+    def _slices(self, batch: Batch) -> tuple[Floats, list[int], list[int]]:
+        """The present values ordered by group, where each group starts, the non-empty groups."""
         column = self.column(batch)
         segments = batch.segments(column)
         ordered = column.values[segments.rows].astype(np.float64)
-        for g in np.flatnonzero(np.diff(segments.starts)).tolist():
-            states[g].update(ordered[segments.starts[g] : segments.starts[g + 1]])
+        nonempty = np.flatnonzero(np.diff(segments.starts)).tolist()
+        return ordered, segments.starts.tolist(), nonempty
+
+    def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
+        ordered, starts, nonempty = self.prepare(batch)
+        for g in nonempty:
+            states[g].update(ordered[starts[g] : starts[g + 1]])
 
     def finalize(self, state: QuantileState) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -367,14 +420,18 @@ class TopK(Measure):
     def new(self) -> TopKState:
         return TopKState(self.lg_max_map)
 
+    def prepare(self, batch: Batch) -> Any:
+        return _pairs(batch, self.fields[0])
+
     def update(self, states: Sequence[TopKState], batch: Batch) -> None:
-        groups, items, weights = distinct_pairs(batch.groups, self.column(batch))
-        counts = weights.tolist()
+        runs, items, counts = self.prepare(batch)
         # Pairs come sorted by group: one sketch lookup per group, then its items in order.
-        for g, start, end in _runs(groups):
-            update = states[g].sketch_for_update().update
-            for index in range(start, end):
-                update(items[index], counts[index])
+        for g, start, end in runs:
+            # map drives the sketch's update from C: no Python loop step per pair.
+            collections.deque(
+                map(states[g].sketch_for_update().update, items[start:end], counts[start:end]),
+                maxlen=0,
+            )
 
     def finalize(self, state: TopKState) -> dict[str, Any]:
         items = [
@@ -403,12 +460,13 @@ class Distinct(Measure):
     def new(self) -> DistinctState:
         return DistinctState(self.lg_k)
 
+    def prepare(self, batch: Batch) -> Any:
+        return _pairs(batch, self.fields[0])
+
     def update(self, states: Sequence[DistinctState], batch: Batch) -> None:
-        groups, items, _ = distinct_pairs(batch.groups, self.column(batch))
-        for g, start, end in _runs(groups):
-            update = states[g].sketch_for_update().update
-            for index in range(start, end):
-                update(items[index])
+        runs, items, _ = self.prepare(batch)
+        for g, start, end in runs:
+            collections.deque(map(states[g].sketch_for_update().update, items[start:end]), maxlen=0)
 
     def finalize(self, state: DistinctState) -> dict[str, Any]:
         lower, upper = state.bounds(3)
@@ -430,6 +488,19 @@ class Distinct(Measure):
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))
+
+
+def _pairs(batch: Batch, field: str) -> tuple[list[tuple[int, int, int]], list[str], list[int]]:
+    """The distinct (group, value) pairs of a field: runs per group, values, counts."""
+
+    def compute() -> tuple[list[tuple[int, int, int]], list[str], list[int]]:
+        groups, items, counts = distinct_pairs(batch.groups, batch.columns[field])
+        return _runs(groups), items, counts.tolist()
+
+    found: tuple[list[tuple[int, int, int]], list[str], list[int]] = batch.once(
+        ("pairs", field), compute
+    )
+    return found
 
 
 def _runs(groups: Ints) -> list[tuple[int, int, int]]:

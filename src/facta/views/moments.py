@@ -100,16 +100,20 @@ class MomentState:
     m2: float = 0.0
 
     def merge(self, other: MomentState) -> None:
-        if other.n == 0:
+        self.add(other.n, other.mean, other.m2)
+
+    def add(self, n: int, mean: float, m2: float) -> None:
+        """Merge the moments (n, mean, M2) of other values in (Chan et al.)."""
+        if n == 0:
             return
         if self.n == 0:
-            self.n, self.mean, self.m2 = other.n, other.mean, other.m2
+            self.n, self.mean, self.m2 = n, mean, m2
             return
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        self.mean += delta * other.n / n
-        self.m2 += other.m2 + delta * delta * self.n * other.n / n
-        self.n = n
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
 
     def variance(self, *, sample: bool) -> float | None:
         needed = 2 if sample else 1
@@ -144,22 +148,26 @@ class CoMomentState:
     c: float = 0.0
 
     def merge(self, other: CoMomentState) -> None:
-        if other.n == 0:
+        self.add(other.n, other.mean_x, other.mean_y, other.m2_x, other.m2_y, other.c)
+
+    def add(self, n: int, mean_x: float, mean_y: float, m2_x: float, m2_y: float, c: float) -> None:
+        """Merge the co-moments of other rows in (Chan et al.)."""
+        if n == 0:
             return
         if self.n == 0:
-            self.n, self.mean_x, self.mean_y = other.n, other.mean_x, other.mean_y
-            self.m2_x, self.m2_y, self.c = other.m2_x, other.m2_y, other.c
+            self.n, self.mean_x, self.mean_y = n, mean_x, mean_y
+            self.m2_x, self.m2_y, self.c = m2_x, m2_y, c
             return
-        n = self.n + other.n
-        dx = other.mean_x - self.mean_x
-        dy = other.mean_y - self.mean_y
-        weight = self.n * other.n / n
-        self.m2_x += other.m2_x + dx * dx * weight
-        self.m2_y += other.m2_y + dy * dy * weight
-        self.c += other.c + dx * dy * weight
-        self.mean_x += dx * other.n / n
-        self.mean_y += dy * other.n / n
-        self.n = n
+        total = self.n + n
+        dx = mean_x - self.mean_x
+        dy = mean_y - self.mean_y
+        weight = self.n * n / total
+        self.m2_x += m2_x + dx * dx * weight
+        self.m2_y += m2_y + dy * dy * weight
+        self.c += c + dx * dy * weight
+        self.mean_x += dx * n / total
+        self.mean_y += dy * n / total
+        self.n = total
 
     def covariance(self, *, sample: bool) -> float | None:
         needed = 2 if sample else 1
@@ -174,7 +182,10 @@ class CoMomentState:
         return min(1.0, max(-1.0, r))
 
 
-def batch_comoments(groups: Groups, x: Column, y: Column) -> list[CoMomentState]:
+def batch_comoments(
+    groups: Groups, x: Column, y: Column
+) -> tuple[Ints, Floats, Floats, Floats, Floats, Floats]:
+    """Per-group n, both means, both M2 and the co-moment, over rows where both are present."""
     both = x.present & y.present
     codes = groups.inverse[both]
     xs = x.values[both].astype(np.float64)
@@ -188,17 +199,8 @@ def batch_comoments(groups: Groups, x: Column, y: Column) -> list[CoMomentState]
     m2_x = np.bincount(codes, weights=dx * dx, minlength=groups.count)
     m2_y = np.bincount(codes, weights=dy * dy, minlength=groups.count)
     c = np.bincount(codes, weights=dx * dy, minlength=groups.count)
-    return [
-        CoMomentState(
-            int(counts[g]),
-            float(mean_x[g]),
-            float(mean_y[g]),
-            float(m2_x[g]),
-            float(m2_y[g]),
-            float(c[g]),
-        )
-        for g in range(groups.count)
-    ]
+    moments = [np.asarray(part, dtype=np.float64) for part in (m2_x, m2_y, c)]
+    return counts.astype(np.int64), mean_x, mean_y, moments[0], moments[1], moments[2]
 
 
 @dataclasses.dataclass(slots=True)

@@ -2,9 +2,10 @@
 
 A rebuild alternates four stages per page: SQLite hands over the page, DuckDB parses and types
 it, Python and numpy fold it into the states, SQLite writes the changed cells. SQLite and DuckDB
-release the GIL, so while the engine folds page N a worker reads and evaluates page N+1
-(:class:`PagesAhead`) and another writes the commit of page N-1 (:class:`CommitsBehind`): two
-cores instead of one, as DuckDB's own baseline uses. Pages reach the engine one at a time and in
+release the GIL, so while the engine folds page N a worker reads, evaluates and prepares page
+N+1 (:class:`PagesAhead`; grouping and per-batch aggregates, see ``prepared``) and another writes
+the commit of page N-1 (:class:`CommitsBehind`): two cores instead of one, as DuckDB's own
+baseline uses. Pages reach the engine one at a time and in
 log order, at most two wait, and at most one commit is in flight; each commit still writes its
 cells and its checkpoint in one transaction, so crash safety is unchanged.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
-from facta.views.pipeline import Evaluated
+from facta.views.prepared import Prepared
 from facta.views.source import LogReader, Page
 
 QUEUE_PAGES: Final = 2
@@ -32,13 +33,13 @@ class PagesAhead:
     def __init__(
         self,
         reader: LogReader,
-        evaluate: Callable[[Page], Evaluated | None],
+        prepare: Callable[[Page], Prepared | None],
         batch_size: int,
     ) -> None:
         self._reader = reader
-        self._evaluate = evaluate
+        self._prepare = prepare
         self._batch_size = batch_size
-        self._queue: queue.Queue[tuple[Page, Evaluated | None] | BaseException] = queue.Queue(
+        self._queue: queue.Queue[tuple[Page, Prepared | None] | BaseException] = queue.Queue(
             QUEUE_PAGES
         )
         self._stopped = threading.Event()
@@ -55,14 +56,14 @@ class PagesAhead:
             while not self._stopped.is_set():
                 page = self._reader.read(after, self._batch_size, until=until)
                 rows = page.events.num_rows
-                evaluated = self._evaluate(page)
-                if not self._put((page, evaluated)) or rows < self._batch_size:
+                prepared = self._prepare(page)
+                if not self._put((page, prepared)) or rows < self._batch_size:
                     return
                 after = page.scanned
         except BaseException as exc:  # handed to the engine's thread, which raises it
             self._put(exc)
 
-    def _put(self, item: tuple[Page, Evaluated | None] | BaseException) -> bool:
+    def _put(self, item: tuple[Page, Prepared | None] | BaseException) -> bool:
         while not self._stopped.is_set():
             try:
                 self._queue.put(item, timeout=_WAIT_SECONDS)
@@ -71,7 +72,7 @@ class PagesAhead:
                 continue
         return False
 
-    def next(self) -> tuple[Page, Evaluated | None]:
+    def next(self) -> tuple[Page, Prepared | None]:
         """The next page in log order (raises what the worker raised)."""
         while True:
             try:

@@ -175,8 +175,16 @@ class ViewStore(ViewLocks):
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         self._conn: Any = apsw.Connection(self.path, flags=flags)
         self._conn.set_busy_timeout(10_000)
+        # Cells of a few KB (sketches) fit 16 KB pages without overflow chains; the page size
+        # only takes effect when the file is created.
+        self._conn.execute("PRAGMA page_size=16384")
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # A commit upserts thousands of cells: keep the B-tree pages it walks in memory (up to
+        # 64 MB, allocated as used), and the statement journals the upsert and the history
+        # trigger need in memory rather than in a temporary file.
+        self._conn.execute("PRAGMA cache_size=-65536")
+        self._conn.execute("PRAGMA temp_store=MEMORY")
         in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
         self._checkpoints = None if in_memory else BackgroundCheckpoints(self.path, self._conn)
         # IMMEDIATE: two processes opening a new file must not both read version 0, then race.

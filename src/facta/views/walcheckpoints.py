@@ -4,10 +4,10 @@ SQLite's automatic checkpoint runs inside the commit that pushes the WAL past 1,
 copies the WAL into the database file and syncs it, and that commit waits. A live view commits
 every few milliseconds, so every fifth commit or so paid a checkpoint (its time to be visible
 doubled at the 99th percentile). Here the writer's commits only note the WAL's size; past
-``threshold_pages`` a background thread runs a PASSIVE checkpoint on its own connection, which
+``threshold_bytes`` a background thread runs a PASSIVE checkpoint on its own connection, which
 never blocks the writer. Once a checkpoint has copied the whole WAL, SQLite writes the next
 commit from the WAL's start, so the file stays bounded. If readers keep the checkpoints from
-finishing and the WAL reaches ``limit_pages``, the writer checkpoints itself, as SQLite would.
+finishing and the WAL reaches ``limit_bytes``, the writer checkpoints itself, as SQLite would.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Final
 
 import apsw
 
-THRESHOLD_PAGES: Final = 1000
-LIMIT_PAGES: Final = 16_000
+THRESHOLD_BYTES: Final = 4 * 1024 * 1024  # SQLite's own default: 1,000 pages of 4 KB
+LIMIT_BYTES: Final = 64 * 1024 * 1024
 
 
 class BackgroundCheckpoints:
@@ -29,12 +29,13 @@ class BackgroundCheckpoints:
         self,
         path: str,
         writer: Any,
-        threshold_pages: int = THRESHOLD_PAGES,
-        limit_pages: int = LIMIT_PAGES,
+        threshold_bytes: int = THRESHOLD_BYTES,
+        limit_bytes: int = LIMIT_BYTES,
     ) -> None:
         self.path = path
-        self.threshold_pages = threshold_pages
-        self.limit_pages = limit_pages
+        page_size = int(writer.execute("PRAGMA page_size").fetchone()[0])
+        self.threshold_pages = max(1, threshold_bytes // page_size)
+        self.limit_pages = max(self.threshold_pages + 1, limit_bytes // page_size)
         self.done = 0  # checkpoints run in the background
         self.inline = 0  # checkpoints the writer ran itself (the WAL reached limit_pages)
         self._wanted = threading.Event()
@@ -45,8 +46,11 @@ class BackgroundCheckpoints:
 
     def _on_commit(self, conn: Any, name: str, pages: int) -> int:
         if pages >= self.limit_pages:
-            conn.wal_checkpoint(name, apsw.SQLITE_CHECKPOINT_PASSIVE)
-            self.inline += 1
+            try:
+                conn.wal_checkpoint(name, apsw.SQLITE_CHECKPOINT_PASSIVE)
+                self.inline += 1
+            except apsw.BusyError:
+                pass  # the background checkpoint is running: it will empty the WAL
         elif pages >= self.threshold_pages:
             self._start()
             self._wanted.set()

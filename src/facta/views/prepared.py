@@ -1,0 +1,95 @@
+"""A page made ready to fold: its columns, groups and per-batch aggregates, computed apart from
+the view's state.
+
+Everything here depends only on the evaluated page and the view's definition — never on the
+cells the engine holds — so a rebuild computes it in the thread that reads and evaluates the
+next pages (see ``prefetch``) while the engine folds the previous one. What is left for the
+engine's own thread is what must touch state: finding each group's cell and merging the
+batch's aggregates and sketch updates into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from facta.views.batch import Column
+from facta.views.compile import CompiledView
+from facta.views.grouping import Key, group_rows, rollup_groups
+from facta.views.measures import Batch
+from facta.views.pipeline import BUCKET, Evaluated
+from facta.views.rollups import Rollups
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Level:
+    """The rows of a page grouped one way: bucket and all-time cells (``target`` ``""``), or
+    the cells of a calendar roll-up level (``target`` names it: ``"1w"``, …)."""
+
+    keys: list[Key]
+    batch: Batch
+    changed_at: list[int]  # per group: the highest position among its rows
+    target: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """An evaluated page and its levels (none when no row was kept)."""
+
+    evaluated: Evaluated
+    levels: tuple[Level, ...]
+
+
+def prepare(view: CompiledView, evaluated: Evaluated, rollups: Rollups | None = None) -> Prepared:
+    """Group the kept rows and compute what every measure needs of the batch (for the buckets,
+    the all-time cells and each of ``rollups``' calendar levels)."""
+    rows = evaluated.rows
+    if rows.num_rows == 0:
+        return Prepared(evaluated, ())
+    definition = view.definition
+    positions = rows.column("_position").to_numpy().astype(np.int64)
+    columns = {name: column_of(view, rows.column(name), name) for name in view.measure_fields()}
+    bucket = BUCKET if definition.bucket is not None else None
+    groups, keys = group_rows(rows, definition.dimensions, bucket)
+    levels = [_level(view, Batch(groups, columns, positions, groups.sorted_rows()), keys)]
+    if bucket is not None:
+        # The all-time roll-up per group: queries without a time range read one cell. Its
+        # groups are the bucket groups' dimensions, found without grouping the rows again.
+        alltime, alltime_keys = rollup_groups(groups, keys)
+        batch = Batch(alltime, columns, positions, alltime.sorted_rows())
+        levels.append(_level(view, batch, alltime_keys))
+        # The calendar roll-ups (days, weeks, months above the buckets), the same way.
+        for name in () if rollups is None else rollups.levels:
+            parents, parent_keys = rollups.groups(name, groups, keys)  # type: ignore[union-attr]
+            batch = Batch(parents, columns, positions, parents.sorted_rows())
+            levels.append(_level(view, batch, parent_keys, name))
+    return Prepared(evaluated, tuple(levels))
+
+
+def _level(view: CompiledView, batch: Batch, keys: list[Key], target: str = "") -> Level:
+    changed = np.zeros(batch.groups.count, dtype=np.int64)
+    np.maximum.at(changed, batch.groups.inverse, batch.positions)
+    for measure in view.measures:
+        measure.prepare(batch)
+    return Level(keys, batch, changed.tolist(), target)
+
+
+def column_of(view: CompiledView, column: pa.ChunkedArray, name: str) -> Column:
+    """A measure field's Arrow column as the measures read it."""
+    kind = view.kinds[name]
+    array: Any = column.combine_chunks()
+    if kind == "int":
+        present = array.is_valid().to_numpy(zero_copy_only=False)
+        return Column.ints(array.fill_null(0).to_numpy(zero_copy_only=False), present)
+    if kind == "float":
+        return Column.floats(
+            array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        )
+    if kind == "string":
+        return Column.text_array(array)
+    if kind == "time":
+        return Column.objects([None if v is None else v.isoformat() for v in array.to_pylist()])
+    return Column.objects(array.to_pylist())
