@@ -90,7 +90,9 @@ class GroupCommit:
         deadline = time.monotonic() + self._timeout
         with self._cond:
             self._enqueue(pending, deadline)
-            lead = not self._running and not self._held
+            # A thread waiting to hold the writer goes first: a lone caller that took the lead
+            # again right after each batch would keep it (and a checkpoint) waiting for good.
+            lead = not self._running and not self._held and not self._idle_waiters
             batch = self._take() if lead else []
         if lead:
             self._execute(batch)
@@ -192,7 +194,9 @@ class GroupCommit:
     def _serve(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and (not self._queue or self._running or self._held):
+                while not self._closed and (
+                    not self._queue or self._running or self._held or self._idle_waiters
+                ):
                     self._serve_waiting = True
                     try:
                         self._cond.wait()
@@ -200,7 +204,7 @@ class GroupCommit:
                         self._serve_waiting = False
                 if self._closed and not self._queue:
                     return
-                if self._running or self._held:
+                if self._running or self._held or self._idle_waiters:
                     continue
                 batch = self._take()
             try:
