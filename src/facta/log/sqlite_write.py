@@ -17,7 +17,7 @@ from uuid import UUID
 import apsw
 import msgspec
 
-from facta.log.clock import Clock, format_time
+from facta.log.clock import Clock, now_text
 from facta.log.codec import decode_json
 from facta.log.errors import (
     CommitFailed,
@@ -107,7 +107,7 @@ class SqliteWriter:
             self._forget()  # another connection committed: read the state from the file
         self._staged = None
         # One time for the batch: its appends are learned by the log in one commit.
-        self._now = format_time(self.clock.now())
+        self._now = now_text(self.clock)
         try:
             self._apply_all(conn, batch)
         except BaseException as exc:
