@@ -9,6 +9,7 @@ only then call ``acknowledge``.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import threading
@@ -36,7 +37,9 @@ class Pending:
         self.request = request
         self.loop = loop
         self.future = future
-        self.done: threading.Event | None = None
+        # A thread's append: a lock held until the answer is in (cheaper than a threading.Event,
+        # which builds a Condition per append).
+        self.done: _thread.LockType | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.submitted = time.perf_counter()
@@ -86,11 +89,14 @@ class GroupCommit:
     def submit(self, request: PreparedAppend) -> Any:
         """Append from a thread; returns the result or raises the append's error."""
         pending = Pending(request)
-        pending.done = threading.Event()
+        done = pending.done = _thread.allocate_lock()
+        done.acquire()
         deadline = time.monotonic() + self._timeout
         with self._cond:
             self._enqueue(pending, deadline)
-            lead = not self._running and not self._held
+            # A thread waiting to hold the writer goes first: a lone caller that took the lead
+            # again right after each batch would keep it (and a checkpoint) waiting for good.
+            lead = not self._running and not self._held and not self._idle_waiters
             batch = self._take() if lead else []
         if lead:
             self._execute(batch)
@@ -98,7 +104,7 @@ class GroupCommit:
                 self._running = False
                 if self._queue or self._idle_waiters:
                     self._cond.notify_all()
-        if not pending.done.wait(max(0.0, deadline - time.monotonic())):
+        if not done.acquire(True, max(0.0, deadline - time.monotonic())):
             raise AppendTimeout(
                 f"append got no answer within {self._timeout}s; it may or may not be written"
             )
@@ -192,7 +198,9 @@ class GroupCommit:
     def _serve(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and (not self._queue or self._running or self._held):
+                while not self._closed and (
+                    not self._queue or self._running or self._held or self._idle_waiters
+                ):
                     self._serve_waiting = True
                     try:
                         self._cond.wait()
@@ -200,7 +208,7 @@ class GroupCommit:
                         self._serve_waiting = False
                 if self._closed and not self._queue:
                     return
-                if self._running or self._held:
+                if self._running or self._held or self._idle_waiters:
                     continue
                 batch = self._take()
             try:
@@ -277,7 +285,8 @@ def _acknowledge(batch: list[Pending], metrics: LogMetrics) -> None:
         if pending.loop is not None:
             by_loop.setdefault(pending.loop, []).append(pending)
         elif pending.done is not None:
-            pending.done.set()
+            with contextlib.suppress(RuntimeError):  # answered already
+                pending.done.release()
     for loop, items in by_loop.items():
         with contextlib.suppress(RuntimeError):  # loop closed: its callers are gone
             loop.call_soon_threadsafe(_resolve_futures, items)

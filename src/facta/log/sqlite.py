@@ -53,7 +53,7 @@ from facta.log.sqlite_schema import (
     effective_durability,
     rows_query,
 )
-from facta.log.sqlite_write import STREAM_VERSION, SqliteWriter, result_decoder
+from facta.log.sqlite_write import STREAM_VERSION, SqliteWriter, decode_result
 from facta.log.subscription import subscribe_log
 from facta.log.wakeup import CommitSignal, DataVersionPoller
 
@@ -61,8 +61,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _page_decoder = msgspec.json.Decoder(list[RecordedEvent])
-_result_decoder = msgspec.json.Decoder(AppendResult)
-_result_encoder = msgspec.json.Encoder()
 
 
 class SqliteLog:
@@ -348,7 +346,7 @@ class SqliteLog:
         if row is None:
             return None
         outcome = None if row[1] is None else decode_json(row[1])
-        result = msgspec.structs.replace(result_decoder.decode(row[0]), key=key, outcome=outcome)
+        result = msgspec.structs.replace(decode_result(row[0]), key=key, outcome=outcome)
         return OutcomeRecord(key, result, outcome, _parse_time(row[2]))
 
     async def lookup(self, key: str) -> OutcomeRecord | None:
@@ -487,8 +485,10 @@ class SqliteLog:
 
     def _on_wal_commit(self, conn: Any, name: str, pages: int) -> int:
         self._wal_pages = pages
-        if pages * self._page_size >= self.config.wal_checkpoint_bytes:
-            self._checkpoint_wanted.set()
+        # Set once: while a checkpoint runs, every commit would otherwise wake no one at a cost.
+        wanted = self._checkpoint_wanted
+        if pages * self._page_size >= self.config.wal_checkpoint_bytes and not wanted.is_set():
+            wanted.set()
         return apsw.SQLITE_OK
 
     def _checkpoint_loop(self) -> None:

@@ -17,7 +17,7 @@ from uuid import UUID
 import apsw
 import msgspec
 
-from facta.log.clock import Clock, format_time
+from facta.log.clock import Clock, now_text
 from facta.log.codec import decode_json
 from facta.log.errors import (
     CommitFailed,
@@ -35,8 +35,21 @@ from facta.log.request import PreparedAppend, PreparedTracking
 from facta.log.sqlite_schema import INSERT_EVENT
 from facta.log.wakeup import CommitSignal
 
-result_decoder = msgspec.json.Decoder(AppendResult)
 _result_encoder = msgspec.json.Encoder()
+# A stored result: [first, last, [[stream, version, first, last], ...]] (schema version 3); logs
+# upgraded from version 2 still hold results written as the JSON object of an AppendResult.
+_Stored = tuple[int | None, int | None, tuple[tuple[str, int, int | None, int | None], ...]]
+_stored_decoder = msgspec.json.Decoder(_Stored)
+_object_decoder = msgspec.json.Decoder(AppendResult)
+
+
+def decode_result(text: str | bytes) -> AppendResult:
+    """The result recorded with an idempotency key, in either stored form."""
+    if text[:1] in ("{", b"{"):
+        return _object_decoder.decode(text)
+    first, last, streams = _stored_decoder.decode(text)
+    return AppendResult(first, last, tuple([StreamWritten(*entry) for entry in streams]))
+
 
 # The newest version of a stream, found by one index seek (max() would scan the stream).
 STREAM_VERSION: Final = "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
@@ -94,7 +107,7 @@ class SqliteWriter:
             self._forget()  # another connection committed: read the state from the file
         self._staged = None
         # One time for the batch: its appends are learned by the log in one commit.
-        self._now = format_time(self.clock.now())
+        self._now = now_text(self.clock)
         try:
             self._apply_all(conn, batch)
         except BaseException as exc:
@@ -226,33 +239,20 @@ class SqliteWriter:
         # The result this append has if it succeeds: positions and versions follow from the
         # head and the current versions.
         position = head
-        written: list[StreamWritten] = []
+        written: list[tuple[str, int, int | None, int | None]] = []
         for entry, current in zip(request.streams, currents, strict=True):
             count = len(entry.events)
             first = position + 1 if count else None
             position += count
-            written.append(
-                StreamWritten(entry.stream, current + count, first, position if count else None)
-            )
-        result = AppendResult(
-            head + 1 if position > head else None,
-            position if position > head else None,
-            tuple(written),
-        )
+            written.append((entry.stream, current + count, first, position if count else None))
+        first_position = head + 1 if position > head else None
+        last_position = position if position > head else None
         if request.key is not None:
             # Claiming the key is its lookup: one statement instead of a SELECT and an INSERT
             # when the key is new. A key already there is replayed or refused, before any
             # expectation is checked; a claim is taken back if the append then fails.
-            conn.execute(
-                CLAIM_KEY,
-                (
-                    request.key,
-                    request.digest,
-                    _result_encoder.encode(result).decode(),
-                    request.outcome,
-                    now,
-                ),
-            )
+            stored = _result_encoder.encode((first_position, last_position, written)).decode()
+            conn.execute(CLAIM_KEY, (request.key, request.digest, stored, request.outcome, now))
             if conn.changes() == 0:
                 return self._replay(conn, request)
         try:
@@ -293,10 +293,7 @@ class SqliteWriter:
             elif rows:
                 conn.executemany(INSERT_EVENT, rows)
         for item in written:
-            versions[item.stream] = item.version
-        if request.key is not None:
-            outcome = None if request.outcome is None else decode_json(request.outcome)
-            result = msgspec.structs.replace(result, key=request.key, outcome=outcome)
+            versions[item[0]] = item[1]
         if request.tracking is not None:
             t = request.tracking
             conn.execute(
@@ -305,7 +302,11 @@ class SqliteWriter:
                 "state=excluded.state, updated_at=excluded.updated_at",
                 (t.name, t.position, t.state, now),
             )
-        return result
+        streams = tuple([StreamWritten(*item) for item in written])
+        if request.key is None:
+            return AppendResult(first_position, last_position, streams)
+        outcome = None if request.outcome is None else decode_json(request.outcome)
+        return AppendResult(first_position, last_position, streams, request.key, outcome)
 
     def _replay(self, conn: Any, request: PreparedAppend) -> AppendResult:
         """The original result of a key used before, if this is the same request."""
@@ -314,7 +315,7 @@ class SqliteWriter:
         ).fetchone()
         if row[0] != request.digest:
             raise IdempotencyKeyReused(request.key or "")
-        original = result_decoder.decode(row[1])
+        original = decode_result(row[1])
         outcome = None if row[2] is None else decode_json(row[2])
         return msgspec.structs.replace(original, key=request.key, outcome=outcome, replayed=True)
 
