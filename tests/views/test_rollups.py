@@ -99,10 +99,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ViewSn
     for width in ("1h", "1d"):
         name = f"rolled_{width}"
         view = compile_view(load_definition(name, view_table(width)))
-        # Small batches and commits, reopened between segments: roll-ups are recomputed many
+        # Small batches and commits, reopened between segments: roll-ups are kept up many
         # times as late events land in buckets already rolled up, and reloaded after restarts.
-        for until in (300, 1100, 2500):
-            settings = EngineSettings(batch_size=97, commit_every_events=200)
+        # The middle segment's pages count as large: its roll-ups are merged anew from their
+        # buckets at each commit, the other segments' pages fold into them directly.
+        for until, direct_up_to in ((300, 1000), (1100, 50), (2500, 1000)):
+            settings = EngineSettings(
+                batch_size=97, commit_every_events=200, fold_rollups_events=direct_up_to
+            )
             with ViewEngine(path, view, store, settings).open() as engine:
                 engine.run(until=until)
         snapshots[width] = open_snapshot(store, name)

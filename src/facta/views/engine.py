@@ -73,6 +73,9 @@ class EngineSettings:
     history_every: int = HISTORY_EVERY
     # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch).
     small_batch_events: int = 1000
+    # Pages of at most this many events fold into the calendar roll-ups directly; larger ones
+    # leave the roll-up cells above their buckets to be merged anew at the commit (see rollups).
+    fold_rollups_events: int = 1000
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
@@ -148,6 +151,7 @@ class ViewEngine:
             states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
             self.cells[(stored.dims, stored.bucket)] = Cell(states, stored.changed_at)
         self._rollups.load(self.store, name, self.generation, Cell)
+        self._rollups.index(key for key in self.cells if key[1] != ROLLUP)
         self._pipeline.prime(self.checkpoint)
         return self
 
@@ -180,7 +184,10 @@ class ViewEngine:
     def _prepared(self, page: Page) -> Prepared | None:
         """A page evaluated and made ready to fold (state is not touched: any thread may)."""
         evaluated = self._evaluate(page)
-        return None if evaluated is None else prepare(self.view, evaluated, self._rollups)
+        if evaluated is None:
+            return None
+        direct = page.events.num_rows <= self.settings.fold_rollups_events
+        return prepare(self.view, evaluated, self._rollups if direct else None)
 
     def _evaluate(self, page: Page) -> Evaluated | None:
         """A page through the small-page path if it is small enough and allowed, else DuckDB."""
@@ -286,7 +293,7 @@ class ViewEngine:
             )
             cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
         # Calendar roll-ups above the changed buckets, in the same transaction.
-        cells += self._rollups.changed()
+        cells += self._rollups.changed(self.cells, Cell)
         checkpoint = self.checkpoint
         write = functools.partial(
             self.store.commit,
@@ -317,6 +324,11 @@ class ViewEngine:
         self.rejects.add_unmatched(evaluated.unmatched)
         for level in prepared.levels:
             self._fold_groups(level)
+        if self._rollups.levels and prepared.levels:
+            buckets = [key for key in prepared.levels[0].keys if key[1] != ROLLUP]
+            self._rollups.index(buckets)
+            if not any(level.target for level in prepared.levels):
+                self._rollups.mark(buckets)  # a large page: merged anew at the commit
 
     def _fold_groups(self, level: Level) -> None:
         keys = level.keys

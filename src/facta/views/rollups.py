@@ -3,15 +3,19 @@
 A view bucketed by the hour also keeps day, week and month cells; a daily view keeps week and
 month cells (weeks and months do not nest in each other, and a weekly or monthly view keeps
 none). Buckets are aligned on the calendar of the view's time zone, as the view's own buckets
-are. The engine folds every batch into each roll-up level directly, as it does into the bucket
-cells and the all-time cells: a roll-up cell holds exactly the rows of the bucket cells below
-it, so exact measures equal the merge of those cells (up to float rounding) and sketches hold
-the same values (within the sketch's error). Changed roll-up cells are written in the same
-transaction as the bucket cells, so a reader never sees the levels disagree.
+are. A roll-up cell always holds exactly the rows of the bucket cells below it, kept one of two
+ways, whichever is cheaper for the page at hand:
 
-Folding each batch into the levels costs a few more small groups per batch; the earlier way,
-re-merging every changed roll-up cell from all of its children at each commit, cost up to 30
-merges of every measure per changed month cell, which dominated small live commits.
+- a small page (a live view's few dozen events) is folded into each roll-up level directly, as
+  into the buckets and the all-time cells: re-merging a month cell from its 30 day cells at
+  every commit cost more than the rest of a small commit;
+- a large page (a rebuild's 50,000 events) only marks the roll-up cells above the buckets it
+  changed; at the next commit each marked cell is merged anew from its children, in bucket
+  order: one merge per commit instead of folding every row into two or three more levels.
+
+Either way exact measures equal the merge of the bucket cells (up to float rounding) and
+sketches hold the same values (within the sketch's error). Changed roll-up cells are written
+in the same transaction as the bucket cells, so a reader never sees the levels disagree.
 
 Queries read a time range as whole roll-up cells in the middle and finer cells at the edges
 (:func:`pieces`): a year of a daily view is about a dozen month cells instead of 365 days.
@@ -19,7 +23,7 @@ Queries read a time range as whole roll-up cells in the middle and finer cells a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -58,6 +62,9 @@ class Rollups:
         self.cells: dict[str, dict[Key, Any]] = {level: {} for level in self.levels}
         self.dirty: dict[str, set[Key]] = {level: set() for level in self.levels}
         self._floors: dict[str, dict[int, int]] = {level: {} for level in self.levels}
+        # Per roll-up cell, the bucket cells below it; and the cells to merge anew at commit.
+        self._children: dict[str, dict[Key, set[Key]]] = {level: {} for level in self.levels}
+        self._stale: dict[str, set[Key]] = {level: set() for level in self.levels}
 
     def load(self, store: ViewStore, view: str, generation: int, cell: Callable[..., Any]) -> None:
         """Load every level's cells (after a restart); ``cell(states, changed_at)`` builds one."""
@@ -88,8 +95,44 @@ class Rollups:
         inverse = parent[groups.inverse] if groups.inverse.size else groups.inverse
         return Groups(inverse, len(index)), list(index)
 
-    def changed(self) -> list[StoredCell]:
-        """The cells changed since the last call, serialised to store; forgets that they were."""
+    def index(self, buckets: Iterable[Key]) -> None:
+        """Note bucket cells (new or not) under the roll-up cells above them."""
+        buckets = list(buckets)  # read once per level
+        for level in self.levels:
+            children = self._children[level]
+            for key in buckets:
+                parent = (key[0], self.floor(key[1], level))
+                found = children.get(parent)
+                if found is None:
+                    children[parent] = {key}
+                else:
+                    found.add(key)
+
+    def mark(self, buckets: Iterable[Key]) -> None:
+        """The roll-up cells above ``buckets`` are to be merged anew from their children."""
+        buckets = list(buckets)  # read once per level
+        for level in self.levels:
+            stale = self._stale[level]
+            for key in buckets:
+                stale.add((key[0], self.floor(key[1], level)))
+
+    def changed(self, buckets: Mapping[Key, Any], make: Callable[..., Any]) -> list[StoredCell]:
+        """The cells changed since the last call, serialised to store; forgets that they were.
+
+        Marked cells are first merged anew from their children among ``buckets`` (built with
+        ``make(states, changed_at)``)."""
+        for level in self.levels:
+            children, stale = self._children[level], self._stale[level]
+            for parent in stale:
+                kids = [buckets[k] for k in sorted(children[parent], key=lambda k: k[1])]
+                states = [m.new() for m in self._measures]
+                for index, measure in enumerate(self._measures):
+                    merge, into = measure.merge, states[index]
+                    for kid in kids:
+                        merge(into, kid.states[index])
+                self.cells[level][parent] = make(states, max(k.changed_at for k in kids))
+            self.dirty[level].update(stale)
+            stale.clear()
         written = []
         for level in self.levels:
             cells, dirty = self.cells[level], self.dirty[level]
