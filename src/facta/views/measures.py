@@ -16,7 +16,7 @@ import collections
 import dataclasses
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -342,6 +342,19 @@ class Latest(Measure):
 class First(Latest):
     kind = "first"
     latest = False
+
+
+def merged_states(
+    measures: Sequence[Measure], many: Iterable[Sequence[Any]], only: set[int] | None = None
+) -> list[Any]:
+    """Fresh states holding the merge of ``many`` states, in order (the measures not in
+    ``only``, if given, are ``None``)."""
+    states = [m.new() if only is None or i in only else None for i, m in enumerate(measures)]
+    for other in many:
+        for index, measure in enumerate(measures):
+            if only is None or index in only:
+                measure.merge(states[index], other[index])
+    return states
 
 
 def quantile_label(q: float) -> str:

@@ -31,7 +31,7 @@ from facta.views.collector import collector_paused, settle_long_lived
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
-from facta.views.measures import Measure
+from facta.views.measures import Measure, merged_states
 from facta.views.rollups import chain, pieces
 from facta.views.store import BASE_LEVEL, Generation, StoredCell, ViewStore
 
@@ -78,15 +78,7 @@ def fresh_copy(
     measures: Sequence[Measure], states: Sequence[Any], only: set[int] | None = None
 ) -> list[Any]:
     """New states equal to ``states`` (those in ``only``, if given; the others ``None``)."""
-    copied = []
-    for index, (measure, state) in enumerate(zip(measures, states, strict=True)):
-        if only is None or index in only:
-            fresh = measure.new()
-            measure.merge(fresh, state)
-            copied.append(fresh)
-        else:
-            copied.append(None)
-    return copied
+    return merged_states(measures, [states], only)
 
 
 def finalized(measures: Sequence[Measure], states: Sequence[Any]) -> dict[str, Any]:
@@ -475,14 +467,7 @@ def _merge_cells(
     only: set[int] | None,
 ) -> list[Any]:
     """Fresh states holding the merge of ``cells`` in order (measures not in ``only``: None)."""
-    _, level, slot = cells[0]
-    states = fresh_copy(measures, level.entries[slot][3], only)
-    for _, level, slot in cells[1:]:
-        other = level.entries[slot][3]
-        for index, (measure, into) in enumerate(zip(measures, states, strict=True)):
-            if only is None or index in only:
-                measure.merge(into, other[index])
-    return states
+    return merged_states(measures, [level.entries[slot][3] for _, level, slot in cells], only)
 
 
 def _decoded(measures: Sequence[Measure], cell: StoredCell) -> tuple[str, Entry]:

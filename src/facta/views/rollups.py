@@ -33,6 +33,7 @@ from facta.views import calendar
 from facta.views.batch import Groups
 from facta.views.compile import CompiledView
 from facta.views.grouping import Key
+from facta.views.measures import merged_states
 from facta.views.store import BASE_LEVEL, StoredCell, ViewStore
 
 # Per bucket width: each roll-up level and the level it nests in for queries (its children).
@@ -125,11 +126,7 @@ class Rollups:
             children, stale = self._children[level], self._stale[level]
             for parent in stale:
                 kids = [buckets[k] for k in sorted(children[parent], key=lambda k: k[1])]
-                states = [m.new() for m in self._measures]
-                for index, measure in enumerate(self._measures):
-                    merge, into = measure.merge, states[index]
-                    for kid in kids:
-                        merge(into, kid.states[index])
+                states = merged_states(self._measures, [kid.states for kid in kids])
                 self.cells[level][parent] = make(states, max(k.changed_at for k in kids))
             self.dirty[level].update(stale)
             stale.clear()
