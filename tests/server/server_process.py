@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from facta.server.process import environment, serve_process
 
 
 @dataclass(frozen=True)
@@ -36,40 +36,14 @@ def facta_serve(
     log_path = workdir / "facta.db"
     stdout_path = workdir / "stdout.txt"
     stderr_path = workdir / "stderr.txt"
-    env = {
-        **os.environ,
-        "FACTA_TOKENS": ";".join(token_lines),
-        "FACTA_TOKENS_FILE": str(workdir / "no-tokens-file"),
-    }
-    command = [sys.executable, "-m", "facta.server", "--log", str(log_path), "--port", str(port)]
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        process = subprocess.Popen([*command, *args], stdout=out, stderr=err, env=env, cwd=workdir)
-    try:
-        url = _wait_for_url(process, stdout_path, stderr_path)
+    env = environment(token_lines, workdir / "no-tokens-file")
+    args = ["--log", str(log_path), "--port", str(port), *args]
+    with serve_process(args, stdout=stdout_path, stderr=stderr_path, env=env, cwd=workdir) as (
+        process,
+        url,
+    ):
         _wait_until_healthy(url, process, stderr_path)
-        port = int(url.rsplit(":", 1)[1])
-        yield RunningServer(url, port, log_path, process, stderr_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def _wait_for_url(process: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in stdout.read_text().splitlines():
-            if line.startswith("facta serving "):
-                return line.split()[-1]
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"facta serve exited with {process.returncode}: {stderr.read_text()}"
-            )
-        time.sleep(0.05)
-    raise RuntimeError(f"facta serve printed no URL within 30 s: {stderr.read_text()}")
+        yield RunningServer(url, int(url.rsplit(":", 1)[1]), log_path, process, stderr_path)
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], stderr: Path) -> None:

@@ -24,14 +24,15 @@ import importlib.util
 import os
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 import zipfile
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from facta.cli import run
 from facta.demo.replay import replay, split_by_time
+from facta.server.process import environment, serve_process
 from facta.server.tokens import create_token
 
 DEMO_DIR = Path("demo")
@@ -105,25 +106,12 @@ def prepare(
 
 def serve(
     log: Path, project: Path, port: int, token_line: str
-) -> tuple[subprocess.Popen[str], str]:
-    """Step 3: ``facta serve --project`` in a subprocess; returns it and its URL."""
-    command = [
-        sys.executable, "-m", "facta.server", "--log", str(log), "--project", str(project),
-        "--port", str(port), "--max-live-queries-per-token", "64",
-    ]  # fmt: skip
-    print(f"\n$ FACTA_TOKENS=... facta serve {shlex.join(command[3:])}", flush=True)
-    env = {**os.environ, "FACTA_TOKENS": token_line}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith("facta serving "):
-            return process, line.split()[-1]
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise SystemExit(f"facta serve did not start (exit status {process.poll()})")
+) -> AbstractContextManager[tuple[Any, str]]:
+    """Step 3: ``facta serve --project`` in a subprocess (its errors on this terminal)."""
+    args = ["--log", str(log), "--project", str(project), "--port", str(port)]
+    print(f"\n$ FACTA_TOKENS=... facta serve {shlex.join(args)}", flush=True)
+    stdout = log.parent / "serve.out"
+    return serve_process(args, stdout=stdout, stderr=None, env=environment([token_line]))
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -152,20 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     progress = sys.stderr.isatty()
     log, project, rest = prepare(args.dir, args.cutoff, progress=progress)
     token = create_token("demo", ["admin"])
-    process, url = serve(log, project, args.port, token.line)
     try:
-        print(f"\nThe dashboard: {url}/#token={token.token}", flush=True)
-        print(f"(API token with the admin scope, shown once: {token.token})", flush=True)
-        replayed = replay(log, rest, FLIGHTS[1], args.rate, args.duration, progress=progress)
-        print(f"\nreplayed {replayed:,} flights; the log is {log}", flush=True)
+        with serve(log, project, args.port, token.line) as (_, url):
+            print(f"\nThe dashboard: {url}/#token={token.token}", flush=True)
+            print(f"(API token with the admin scope, shown once: {token.token})", flush=True)
+            replayed = replay(log, rest, FLIGHTS[1], args.rate, args.duration, progress=progress)
+            print(f"\nreplayed {replayed:,} flights; the log is {log}", flush=True)
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ Every line records the load average: the machine is shared, figures are indicati
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +32,7 @@ import httpx
 import typer
 
 from facta.log import LogConfig, NewEvent, SqliteLog, StreamAppend
+from facta.server.process import environment, serve_process
 from facta.server.tokens import create_token
 
 LineSink = Callable[[dict[str, Any]], None]
@@ -61,40 +60,11 @@ def _project(path: Path) -> Path:
 
 @contextmanager
 def _serving(workdir: Path, log: Path, project: Path, token_line: str) -> Iterator[str]:
-    env = {**os.environ, "FACTA_TOKENS": token_line, "FACTA_TOKENS_FILE": str(workdir / "none")}
-    out = workdir / "serve.out"
-    err = workdir / "serve.err"
-    command = [
-        sys.executable,
-        "-m",
-        "facta.server",
-        "--log",
-        str(log),
-        "--project",
-        str(project),
-        "--port",
-        "0",
-    ]
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None:
-            for line in out.read_text().splitlines():
-                if line.startswith("facta serving "):
-                    url = line.split()[-1]
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"facta serve did not start: {err.read_text()}")
-            time.sleep(0.05)
+    args = ["--log", str(log), "--project", str(project), "--port", "0"]
+    env = environment([token_line], workdir / "none")
+    out, err = workdir / "serve.out", workdir / "serve.err"
+    with serve_process(args, stdout=out, stderr=err, env=env) as (_, url):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def health_during_rebuild(emit: LineSink, *, copies: int = 3) -> None:

@@ -20,6 +20,7 @@ from facta.log.sqlite import SqliteLog
 from facta.server.app import create_app
 from facta.server.config import ServerConfig
 from facta.server.entity_host import load_modules
+from facta.server.process import SERVING
 from facta.server.tokens import (
     TOKENS_ENV,
     TokenConfigError,
@@ -151,7 +152,7 @@ def run_server(
     shown = f"[{config.host}]" if family == socket.AF_INET6 else config.host
     url = f"http://{shown}:{bound_port}"
     if on_ready is None:
-        print(f"facta serving {url}", flush=True)
+        print(f"{SERVING}{url}", flush=True)
     else:
         on_ready(url)
     server = uvicorn.Server(
