@@ -31,11 +31,10 @@ from pathlib import Path
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import DefinitionError, ViewDefinition, load_views
 from facta.views.engine import (
-    IDLE_POLL_SECONDS,
-    POLL_SECONDS,
     DefinitionChanged,
     EngineSettings,
     ViewEngine,
+    poll_wait,
 )
 from facta.views.locks import ViewLocked
 from facta.views.store import ViewStore, views_path
@@ -165,7 +164,7 @@ class Maintainer:
         server's log feed wakes this thread, and ``PRAGMA data_version`` is polled meanwhile
         (every 1 ms, 20 ms after a second without commits), which notices another process's
         commit sooner than the feed's own poll."""
-        poll = POLL_SECONDS if time.monotonic() - active < 1.0 else IDLE_POLL_SECONDS
+        poll = poll_wait(active)
         until = time.monotonic() + 0.05
         while time.monotonic() < until and not self._stop.is_set():
             if self.wake.wait(poll) or engine.log_changed():

@@ -325,7 +325,7 @@ class ViewEngine:
         for level in prepared.levels:
             self._fold_groups(level)
         if self._rollups.levels and prepared.levels:
-            buckets = [key for key in prepared.levels[0].keys if key[1] != ROLLUP]
+            buckets = prepared.levels[0].keys  # the bucket level (the all-time one is next)
             self._rollups.index(buckets)
             if not any(level.target for level in prepared.levels):
                 self._rollups.mark(buckets)  # a large page: merged anew at the commit
@@ -362,19 +362,23 @@ class ViewEngine:
                 ) from None
 
 
+def poll_wait(active: float) -> float:
+    """Seconds to wait before asking the log's ``data_version`` again, ``active`` being the last
+    moment a commit was folded: ``POLL_SECONDS``, or ``IDLE_POLL_SECONDS`` after an idle second."""
+    return POLL_SECONDS if time.monotonic() - active < 1.0 else IDLE_POLL_SECONDS
+
+
 def follow(
     engines: list[ViewEngine],
     stop: threading.Event,
-    poll_seconds: float = POLL_SECONDS,
     on_run: Callable[[int], None] | None = None,
 ) -> None:
     """Keep every view of ``engines`` up to date until ``stop`` is set.
 
-    Between commits to the log only ``PRAGMA data_version`` is read, every ``poll_seconds``; a
+    Between commits to the log only ``PRAGMA data_version`` is read (see :func:`poll_wait`); a
     commit by any process starts a run of the views it concerns at once (a fold and a commit
-    within a few milliseconds of the append at live rates). After a second without commits it
-    polls every ``IDLE_POLL_SECONDS`` until the next one. ``on_run`` hears how many events each
-    round folded.
+    within a few milliseconds of the append at live rates). ``on_run`` hears how many events
+    each round folded.
     """
     active = time.monotonic()
     while not stop.is_set():
@@ -383,10 +387,8 @@ def follow(
             on_run(folded)
         if folded:
             active = time.monotonic()
-        elif time.monotonic() - active < 1.0:
-            stop.wait(poll_seconds)
         else:
-            stop.wait(max(poll_seconds, IDLE_POLL_SECONDS))
+            stop.wait(poll_wait(active))
 
 
 def rebuild(
