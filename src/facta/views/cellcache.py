@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from facta.views.collector import settle_long_lived
 from facta.views.grouping import dims_text
 from facta.views.measures import Measure
 
@@ -31,6 +32,8 @@ Entry = tuple[list[Any], int, int, list[Any]]  # dimension values, bucket, chang
 Slots = npt.NDArray[np.int64]
 MEMO_SIZE: Final = 8192
 MERGES_KEPT: Final = 1024
+# Decoding this many cells at once makes them long-lived objects worth freezing (collector.py).
+SETTLE_AFTER: Final = 1000
 _MISSING: Final = object()
 
 
@@ -229,9 +232,8 @@ class ViewCache:
     created_at: str
     checkpoint: int
     ndims: int
-    # Decodes a pending cell into (level's dims key, entry); the count decoded goes to ``settle``.
+    # Decodes a pending cell into (level's dims key, entry).
     decode: Callable[[Any], tuple[str, Entry]]
-    settle: Callable[[int], None]
     levels: dict[str, LevelCells] = dataclasses.field(default_factory=dict)
     pending: dict[str, dict[tuple[str, int], Any]] = dataclasses.field(default_factory=dict)
     # Merged states of groups of several cells, by the cells (level, slot, changed_at) merged.
@@ -270,7 +272,8 @@ class ViewCache:
         if waiting:
             for cell in waiting.values():
                 found.put(*self.decode(cell))
-            self.settle(len(waiting))
+            if len(waiting) >= SETTLE_AFTER:
+                settle_long_lived()
         return found
 
     def existing(self, name: str) -> LevelCells | None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from facta.views import calendar
 from facta.views.cellcache import ALL_TIME, Entry, LevelCells, ViewCache
-from facta.views.collector import collector_paused, settle_long_lived
+from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
@@ -36,8 +36,6 @@ from facta.views.rollups import chain, pieces
 from facta.views.store import BASE_LEVEL, Generation, StoredCell, ViewStore
 
 Where = Mapping[str, Any]
-# Decoding this many cells at once makes them long-lived objects worth freezing (collector.py).
-SETTLE_AFTER = 1000
 
 
 class ViewNotFound(LookupError):
@@ -235,7 +233,6 @@ class ViewSnapshot:
                 -1,
                 len(self.dimensions),
                 functools.partial(_decoded, self.view.measures),
-                _settle,
             )
             self.store.cache[self.view.name] = cache
         if cache.checkpoint != self.position:
@@ -474,8 +471,3 @@ def _decoded(measures: Sequence[Measure], cell: StoredCell) -> tuple[str, Entry]
     raw = msgspec.msgpack.decode(cell.state)
     states = [m.load(r) for m, r in zip(measures, raw, strict=True)]
     return cell.dims, (json.loads(cell.dims), cell.bucket, cell.changed_at, states)
-
-
-def _settle(decoded: int) -> None:
-    if decoded >= SETTLE_AFTER:
-        settle_long_lived()
