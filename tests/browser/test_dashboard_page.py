@@ -292,6 +292,13 @@ def test_filtering_by_a_dimension_value_and_zooming_into_a_time_range(
         "'[\"UA\"]'",
         timeout=10_000,
     )
+    # Each panel re-asks its own query when the filter changes: wait for the ellipse panel too.
+    page.wait_for_function(
+        "() => { const p = window.__facta.panels.delay_ellipses;"
+        " return p.query.includes('where=carrier%3AUA')"
+        " && JSON.stringify(p.plotted.groups.map((g) => g.label)) === '[\"UA\"]'; }",
+        timeout=10_000,
+    )
     shown = _panels(page)
     assert "where=carrier%3AUA" in shown["delay_ellipses"]["query"]
     assert "where=" not in shown["hour_weekday"]["query"]  # its view has no carrier
