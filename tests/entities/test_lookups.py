@@ -10,7 +10,7 @@ def _record(log: SqliteLog, key: str) -> None:
     log.append_sync("note-1", [NewEvent(type="Noted")], key=key, outcome={"n": key})
 
 
-def test_lookups_asked_in_one_turn_share_one_job_and_get_their_own_answers(
+def test_lookups_asked_in_one_turn_share_one_read_and_get_their_own_answers(
     log: SqliteLog,
 ) -> None:
     for key in ("k-3", "k-7"):
@@ -21,15 +21,26 @@ def test_lookups_asked_in_one_turn_share_one_job_and_get_their_own_answers(
         found = await asyncio.gather(*(lookups.lookup(f"k-{i}") for i in range(10)))
         assert [r is not None for r in found] == [i in (3, 7) for i in range(10)]
         assert found[3] is not None and found[3].outcome == {"n": "k-3"}
+        assert found[3].result.first_position == 1 and found[3].recorded_at is not None
         assert found[7] is not None and found[7].key == "k-7"
         assert (lookups.asked, lookups.jobs) == (10, 1)
-        # Asked while a job runs: the next job takes them all.
-        first = asyncio.ensure_future(lookups.lookup("k-3"))
-        await asyncio.sleep(0)  # the first job starts
-        later = [asyncio.ensure_future(lookups.lookup(f"k-{i}")) for i in range(5)]
-        assert (await first) is not None
-        assert [r is not None for r in await asyncio.gather(*later)] == [i == 3 for i in range(5)]
+        # Asked in a later turn: a read of its own; the same id twice in one turn: both answered.
+        assert await lookups.lookup("k-3") is not None
+        twice = await asyncio.gather(lookups.lookup("k-7"), lookups.lookup("k-7"))
+        assert [r is not None and r.key for r in twice] == ["k-7", "k-7"]
         assert lookups.jobs == 3
+
+    asyncio.run(main())
+
+
+def test_more_lookups_than_one_read_takes_are_all_answered(log: SqliteLog) -> None:
+    _record(log, "k-300")
+
+    async def main() -> None:
+        lookups = OutcomeLookups(log)
+        found = await asyncio.gather(*(lookups.lookup(f"k-{i}") for i in range(600)))
+        assert [i for i, r in enumerate(found) if r is not None] == [300]
+        assert lookups.jobs == 3  # 256 + 256 + 88
 
     asyncio.run(main())
 

@@ -265,7 +265,7 @@ class Runtime:
     async def _recorded(self, command_id: str) -> OutcomeRecord | None:
         if self._active <= 1:  # nothing else to stall: a point read inline is cheapest
             return self.log.lookup_sync(command_id)
-        # Otherwise gathered with the other lookups in progress into one worker-thread job.
+        # Otherwise read with the other lookups asked in this turn of the loop, in one statement.
         return await self.lookups.lookup(command_id)
 
     def _log_key(self, command_id: str | None) -> str | None:

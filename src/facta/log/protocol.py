@@ -69,6 +69,8 @@ class Log(Protocol):
 
     async def lookup(self, key: str) -> OutcomeRecord | None: ...
 
+    async def lookup_many(self, keys: Sequence[str]) -> list[OutcomeRecord | None]: ...
+
     async def read_stream(
         self,
         stream: str,

@@ -23,7 +23,7 @@ import apsw
 import msgspec
 
 from facta.log.clock import Clock, SystemClock
-from facta.log.codec import decode_json
+from facta.log.codec import decode_json, encode_json
 from facta.log.config import LogConfig
 from facta.log.errors import (
     InvalidInput,
@@ -349,8 +349,28 @@ class SqliteLog:
         result = msgspec.structs.replace(decode_result(row[0]), key=key, outcome=outcome)
         return OutcomeRecord(key, result, outcome, _parse_time(row[2]))
 
+    def lookup_many_sync(self, keys: Sequence[str]) -> list[OutcomeRecord | None]:
+        """``lookup_sync`` of each key, read in one statement (one snapshot for all of them)."""
+        if not keys:
+            return []
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT key, result, outcome, recorded_at FROM outcomes "
+                "WHERE key IN (SELECT value FROM json_each(?))",
+                (encode_json(list(keys)).decode(),),
+            ).fetchall()
+        found: dict[str, OutcomeRecord] = {}
+        for key, result, outcome_text, recorded_at in rows:
+            outcome = None if outcome_text is None else decode_json(outcome_text)
+            replaced = msgspec.structs.replace(decode_result(result), key=key, outcome=outcome)
+            found[key] = OutcomeRecord(key, replaced, outcome, _parse_time(recorded_at))
+        return [found.get(key) for key in keys]
+
     async def lookup(self, key: str) -> OutcomeRecord | None:
         return await self._in_thread(self.lookup_sync, key)
+
+    async def lookup_many(self, keys: Sequence[str]) -> list[OutcomeRecord | None]:
+        return await self._in_thread(self.lookup_many_sync, keys)
 
     def tracking_sync(self, name: str) -> Tracking | None:
         """The tracking record ``name`` (``expect`` set to its position), or None."""

@@ -213,6 +213,9 @@ def test_outcome_records_are_written_with_the_append_and_looked_up(log: Contract
     refused_record = log.lookup_sync("withdraw-9")
     assert refused_record is not None and refused_record.outcome == {"refused": "overdraft"}
     assert log.lookup_sync("never-used") is None
+    keys = ["withdraw-9", "never-used", "deposit-1", "withdraw-9"]
+    assert log.lookup_many_sync(keys) == [log.lookup_sync(k) for k in keys]
+    assert log.lookup_many_sync([]) == []
 
     replay = log.append_many_sync([], key="withdraw-9", outcome={"refused": "overdraft"})
     assert replay.replayed and replay.outcome == {"refused": "overdraft"}
