@@ -15,6 +15,7 @@ from typing import Any
 
 from facta.entities.decider import KindSpec
 from facta.log.errors import Overloaded
+from facta.log.group_commit import AppendTicket
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,6 +39,16 @@ class RuntimeConfig:
 
 
 @dataclasses.dataclass(slots=True, eq=False)
+class InFlight:
+    """A transaction's append that writes an entity, in flight: what the entity becomes if the
+    append is written (``ticket`` names the append to the log)."""
+
+    ticket: AppendTicket
+    version: int
+    state: Any
+
+
+@dataclasses.dataclass(slots=True, eq=False)
 class ActiveEntity:
     spec: KindSpec
     stream: str
@@ -50,7 +61,38 @@ class ActiveEntity:
     waiting: int = 0
     room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     committing: int = 0  # appends that write this entity, in flight in this process
+    # Transactions' appends in flight that form one chain, each decided on the one before: the
+    # last of them, and how many there are. A transaction reads the tip when every append in
+    # flight is in the chain, and its append depends on the tip's (the log refuses it unless
+    # the tip was written first), instead of waiting for the chain to be committed.
+    tip: InFlight | None = None
+    chained: int = 0
     _settle_waiters: list[asyncio.Future[None]] | None = None
+
+    def readable(self) -> tuple[Any, int, InFlight | None] | None:
+        """``(state, version, tip)`` a transaction may decide on now without waiting: the
+        committed state, or the tip of the chain in flight (``tip`` is None for the committed
+        state). None while another kind of append (a command's) is in flight: wait for it to
+        settle first."""
+        if not self.committing:
+            return self.state, self.version, None
+        tip = self.tip
+        if tip is not None and self.committing == self.chained:
+            return tip.state, tip.version, tip
+        return None
+
+    def chain_started(self, in_flight: InFlight) -> None:
+        self.committing += 1
+        self.chained += 1
+        self.tip = in_flight
+
+    def chain_ended(self, in_flight: InFlight, written: bool) -> None:
+        """A chained append returned. One that was not written dooms the appends chained after
+        it (the log refuses them), so the chain is no longer readable until it drains."""
+        self.chained -= 1
+        if not written or self.tip is in_flight:
+            self.tip = None
+        self.commit_ended()
 
     def commit_started(self) -> None:
         self.committing += 1

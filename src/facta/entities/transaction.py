@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from facta.entities.cache import ActiveEntity
+from facta.entities.cache import ActiveEntity, InFlight
 from facta.entities.decider import KindSpec, spec_of
 from facta.entities.outcome import Committed
 from facta.log.errors import WrongExpectedVersion
 from facta.log.event import AppendResult, NewEvent, StreamAppend, Tracking
+from facta.log.group_commit import AppendTicket
 from facta.log.ids import uuid7
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Participant:
         "entry",
         "metadata",
         "read_state",
+        "read_tip",
         "read_version",
         "spec",
         "staged",
@@ -52,6 +54,7 @@ class Participant:
         state: Any,
         read_version: int,
         entry: ActiveEntity | None = None,
+        read_tip: InFlight | None = None,
     ) -> None:
         self.spec = spec
         self.stream = stream
@@ -61,6 +64,7 @@ class Participant:
         self.staged: list[Any] = []
         self.metadata: list[dict[str, Any]] = []
         self.entry = entry  # the cached entity it was read from
+        self.read_tip = read_tip  # the in-flight append it was read from, if not committed state
 
 
 def causality(
@@ -108,11 +112,14 @@ class Transaction:
             entry = await runtime.activate(spec, stream)
         else:
             runtime.cache.touch(entry)
-        if entry.committing:
+        readable = entry.readable()
+        if readable is None:
             await entry.settled(runtime.config.mailbox_timeout)
+            readable = entry.readable() or (entry.state, entry.version, None)
         found = self.participants.get(stream)  # another task of this tx may have won
         if found is None:
-            found = Participant(spec, stream, entry.state, entry.version, entry=entry)
+            state, version, tip = readable
+            found = Participant(spec, stream, state, version, entry=entry, read_tip=tip)
             self.participants[stream] = found
         return found
 
@@ -150,42 +157,71 @@ class Transaction:
     async def commit(
         self, key: str | None, outcome: Any, tracking: Tracking | None = None
     ) -> AppendResult:
-        """Append every participant (read checks for the read-only ones) in one append."""
+        """Append every participant (read checks for the read-only ones) in one append.
+
+        Participants read from appends still in flight make this append depend on them; the
+        entities it writes get it as their new tip while it is in flight.
+        """
         await self._check_reads()
         entries = self.entries()
         if self.emitted:
             entries += [StreamAppend(s, tuple(events)) for s, events in self.emitted.items()]
         if not entries and key is None and tracking is None:
             return AppendResult(None, None, ())
-        writing = [p.entry for p in self.participants.values() if p.staged and p.entry]
-        for entry in writing:
-            entry.commit_started()  # readers in this process wait for it to settle
+        after = [p.read_tip.ticket for p in self.participants.values() if p.read_tip is not None]
+        ticket = AppendTicket()
+        writing = [
+            (p.entry, InFlight(ticket, p.read_version + len(p.staged), p.state))
+            for p in self.participants.values()
+            if p.staged and p.entry is not None
+        ]
+        for entry, in_flight in writing:
+            entry.chain_started(in_flight)
+        written = False
         try:
             result = await self.runtime.log.append_many(
-                entries, key=key, outcome=outcome if key is not None else None, tracking=tracking
+                entries,
+                key=key,
+                outcome=outcome if key is not None else None,
+                tracking=tracking,
+                ticket=ticket,
+                after=after,
             )
             if not result.replayed:
+                written = True
                 self.apply_committed()
         finally:
-            for entry in writing:
-                entry.commit_ended()
+            for entry, in_flight in writing:
+                entry.chain_ended(in_flight, written)
         return result
 
     async def _check_reads(self) -> None:
-        """Let this process's in-flight commits on the participants settle, then fail fast
-        (:class:`StaleRead`) if one of them moved a participant past the version read.
+        """Fail fast (:class:`StaleRead`) if an append of this process moved a participant
+        since it was read: what it reads now is not the state or the chain tip it read.
 
-        Appending would only learn the same from the log, one commit later.
+        Appending would only learn the same from the log, one commit later. A participant with
+        a command's append in flight is waited for first; after a wait every participant is
+        checked again, so the last pass runs with no ``await`` up to the append.
         """
         timeout = self.runtime.config.mailbox_timeout
-        for p in self.participants.values():
-            entry = p.entry
-            if entry is None:
-                continue
-            if entry.committing:
-                await entry.settled(timeout)
-            if entry.version > p.read_version:
-                raise StaleRead(p.stream, p.read_version, entry.version)
+        for _pass in range(len(self.participants) + 1):
+            waited = False
+            for p in self.participants.values():
+                entry = p.entry
+                if entry is None:
+                    continue
+                readable = entry.readable()
+                if readable is None:
+                    await entry.settled(timeout)
+                    waited = entry.readable() is not None  # else busy still: the log decides
+                    if waited:
+                        break
+                    continue
+                _, version, tip = readable
+                if version != p.read_version or (tip is not None and tip is not p.read_tip):
+                    raise StaleRead(p.stream, p.read_version, version)
+            if not waited:
+                return
 
     def apply_committed(self) -> None:
         """Move the shared cache forward by the staged events, where it still is at the read."""

@@ -5,6 +5,7 @@ from facta.log.config import Durability, LogConfig
 from facta.log.errors import (
     AppendTimeout,
     CommitFailed,
+    DependencyFailed,
     DuplicateEventId,
     FactaError,
     IdempotencyKeyReused,
@@ -29,16 +30,19 @@ from facta.log.event import (
     Tracking,
     parse_expectation,
 )
+from facta.log.group_commit import AppendTicket
 from facta.log.protocol import Log, LogStats, StreamInfo
 from facta.log.registry import EventTypes
 from facta.log.sqlite import SqliteLog
 
 __all__ = [
     "AppendResult",
+    "AppendTicket",
     "AppendTimeout",
     "Checkpoint",
     "Clock",
     "CommitFailed",
+    "DependencyFailed",
     "DuplicateEventId",
     "Durability",
     "EventTypes",

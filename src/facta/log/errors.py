@@ -29,6 +29,23 @@ class WrongExpectedVersion(FactaError):
         super().__init__(f"stream {stream!r}: expected {_describe(expected)}, found {found}")
 
 
+class DependencyFailed(WrongExpectedVersion):
+    """An append was decided on an earlier append of this process (``after=``) that was not
+    written: refused, replayed, failed, or not yet applied when this one was checked.
+
+    A :class:`WrongExpectedVersion`, since the versions the append expects were read from that
+    earlier append's outcome: whoever retries on a conflict retries on this too.
+    """
+
+    def __init__(self, stream: str, expected: object, actual: int) -> None:
+        super().__init__(stream, expected, actual)
+        self.args = (
+            f"stream {stream!r}: decided on an earlier append of this process that was not "
+            f"written (expected {_describe(expected)}, found "
+            f"{'no stream' if actual == 0 else f'version {actual}'})",
+        )
+
+
 class TrackingConflict(FactaError):
     """A tracking record was not at the position the append expected (another runner moved)."""
 

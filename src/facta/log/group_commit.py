@@ -45,6 +45,33 @@ class Pending:
         self.submitted = time.perf_counter()
 
 
+class AppendTicket:
+    """A handle on one async append of this process while it is in flight.
+
+    Pass a fresh ticket as ``ticket=`` to ``append_many``; a later append that was decided on
+    this one's outcome passes it in ``after=`` and is refused (``DependencyFailed``) unless this
+    one was written before it, in commit order. So a process can queue a decision made on state
+    that is still being committed, without waiting for that commit to return.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: Pending | None = None
+
+    def bind(self, pending: Pending) -> None:
+        if self._pending is not None:
+            raise ValueError("an AppendTicket can be given to one append only")
+        self._pending = pending
+
+    def written(self) -> bool:
+        """Applied by the writer (in this batch or an earlier committed one), not replayed."""
+        pending = self._pending
+        if pending is None or pending.error is not None or pending.result is None:
+            return False
+        return not pending.result.replayed
+
+
 RunBatch = Callable[[list[Pending], Callable[[list[Pending]], None]], None]
 
 
@@ -112,7 +139,9 @@ class GroupCommit:
             raise pending.error
         return pending.result
 
-    async def submit_async(self, request: PreparedAppend) -> Any:
+    async def submit_async(
+        self, request: PreparedAppend, ticket: AppendTicket | None = None
+    ) -> Any:
         """Append from a task; returns the result or raises the append's error.
 
         A caller cancelled while it waits gets CancelledError, and its append goes on: it may
@@ -122,6 +151,8 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         pending = Pending(request, loop, future)
+        if ticket is not None:
+            ticket.bind(pending)
         deadline = loop.time() + self._timeout
         with self._cond:
             full = len(self._queue) >= self._queue_limit

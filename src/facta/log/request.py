@@ -72,6 +72,9 @@ class PreparedAppend(msgspec.Struct, frozen=True):
     size: int
     tracking: PreparedTracking | None = None
     has_given_ids: bool = False
+    # Earlier appends of this process this one was decided on (AppendTicket); not hashed: a
+    # retry of the same request is the same request whatever it waited for.
+    after: tuple[Any, ...] = ()
 
 
 def prepare_append(
@@ -81,6 +84,7 @@ def prepare_append(
     outcome: Any,
     config: LogConfig,
     tracking: Tracking | None = None,
+    after: tuple[Any, ...] = (),
 ) -> PreparedAppend:
     """Validate and encode an append; raise :class:`InvalidInput` naming the first problem.
 
@@ -163,6 +167,7 @@ def prepare_append(
         size,
         prepared_tracking,
         given_ids,
+        after,
     )
 
 

@@ -43,7 +43,7 @@ from facta.log.event import (
     check_event_type,
     check_stream_name,
 )
-from facta.log.group_commit import GroupCommit
+from facta.log.group_commit import AppendTicket, GroupCommit
 from facta.log.metrics import LogMetrics
 from facta.log.protocol import LogStats, StreamInfo
 from facta.log.request import PreparedAppend, prepare_append
@@ -133,11 +133,20 @@ class SqliteLog:
         key: str | None,
         outcome: Any,
         tracking: Tracking | None = None,
+        after: Sequence[AppendTicket] = (),
     ) -> PreparedAppend:
         if self._closed:
             raise LogClosed(f"log {self.path} is closed")
+        for ticket in after:
+            if not isinstance(ticket, AppendTicket):
+                raise InvalidInput(f"after= takes AppendTicket values, found {ticket!r}")
         return prepare_append(
-            entries, key=key, outcome=outcome, config=self.config, tracking=tracking
+            entries,
+            key=key,
+            outcome=outcome,
+            config=self.config,
+            tracking=tracking,
+            after=tuple(after),
         )
 
     async def append(
@@ -161,13 +170,19 @@ class SqliteLog:
         key: str | None = None,
         outcome: Any = None,
         tracking: Tracking | None = None,
+        ticket: AppendTicket | None = None,
+        after: Sequence[AppendTicket] = (),
     ) -> AppendResult:
         """Append to several streams, each with its own expectation: all or nothing.
 
         ``tracking`` is written (upserted) in the same transaction, if its ``expect`` holds.
+        ``ticket`` (a fresh :class:`AppendTicket`) is bound to this append as it is queued, so
+        that appends decided while it is in flight can name it in their ``after``. An append
+        with ``after`` is refused with :class:`DependencyFailed` unless every append it names
+        was written before it (not refused, not replayed), in commit order.
         """
-        request = self._prepare(entries, key, outcome, tracking)
-        result: AppendResult = await self._group.submit_async(request)
+        request = self._prepare(entries, key, outcome, tracking, after)
+        result: AppendResult = await self._group.submit_async(request, ticket)
         return result
 
     def append_sync(

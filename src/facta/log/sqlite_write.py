@@ -21,6 +21,7 @@ from facta.log.clock import Clock, now_text
 from facta.log.codec import decode_json
 from facta.log.errors import (
     CommitFailed,
+    DependencyFailed,
     DuplicateEventId,
     FactaError,
     IdempotencyKeyReused,
@@ -258,6 +259,8 @@ class SqliteWriter:
         try:
             for entry, current in zip(request.streams, currents, strict=True):
                 self._check_expectation(entry.stream, entry.expect, current)
+            if request.after:
+                self._check_after(request, currents)
             if request.tracking is not None:
                 self._check_tracking(conn, request.tracking)
             if request.has_given_ids:
@@ -307,6 +310,19 @@ class SqliteWriter:
             return AppendResult(first_position, last_position, streams)
         outcome = None if request.outcome is None else decode_json(request.outcome)
         return AppendResult(first_position, last_position, streams, request.key, outcome)
+
+    def _check_after(self, request: PreparedAppend, currents: list[int]) -> None:
+        """Every earlier append this one was decided on must be written before it.
+
+        They were queued before it, so each is applied already: earlier in this batch, or in
+        a batch that committed (or failed) before this one ran.
+        """
+        for ticket in request.after:
+            if not ticket.written():
+                first = request.streams[0] if request.streams else None
+                stream = first.stream if first is not None else ""
+                expect = first.expect if first is not None else Expect.ANY
+                raise DependencyFailed(stream, expect, currents[0] if currents else 0)
 
     def _replay(self, conn: Any, request: PreparedAppend) -> AppendResult:
         """The original result of a key used before, if this is the same request."""

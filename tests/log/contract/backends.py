@@ -22,6 +22,7 @@ import apsw
 
 from facta.log import (
     AppendResult,
+    AppendTicket,
     Clock,
     Expect,
     Expectation,
@@ -166,8 +167,9 @@ class EarlyCheckSqliteLog(SqliteLog):
         key: str | None,
         outcome: Any,
         tracking: Tracking | None = None,
+        after: Sequence[AppendTicket] = (),
     ) -> PreparedAppend:
-        prepared = super()._prepare(entries, key, outcome, tracking)
+        prepared = super()._prepare(entries, key, outcome, tracking, after)
         for entry in prepared.streams:
             current = self.stream_version_sync(entry.stream)
             expect = entry.expect
