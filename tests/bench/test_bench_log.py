@@ -74,6 +74,16 @@ def test_concurrent_lines_report_latency_and_refusals(quick_lines: list[dict[str
         assert line["written"] == line["n"] - line["refused"]
 
 
+def test_sequential_and_batch_lines_report_the_schema_floor(
+    quick_lines: list[dict[str, Any]],
+) -> None:
+    floored = [x for x in quick_lines if "schema_floor_ratio" in x]
+    assert [x["name"] for x in floored] == ["append_sequential_strict", "append_batch_strict"]
+    for line in floored:
+        assert len(line["schema_floor_pair_ratios"]) == len(line["pair_ratios"])
+        assert line["schema_floor_ratio"] > 0
+
+
 def test_read_line_also_reports_apsw_raw_fetch(quick_lines: list[dict[str, Any]]) -> None:
     (read,) = [line for line in quick_lines if line["name"] == "read_all_decoded"]
     assert read["apsw_raw_value"] > 0 and read["ratio_vs_apsw_raw"] > 0

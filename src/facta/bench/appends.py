@@ -14,7 +14,14 @@ from typing import Any
 import apsw
 
 from facta.bench.method import Run, alternate, fresh_path, make_line, percentile
-from facta.bench.raw import commit_per_batch, commit_per_row, raw_tuples
+from facta.bench.raw import (
+    commit_per_batch,
+    commit_per_row,
+    raw_tuples,
+    schema_per_batch,
+    schema_per_row,
+    schema_tuples,
+)
 from facta.bench.rows import Row, make_rows, row_sizes
 from facta.log import NewEvent, SqliteLog, WrongExpectedVersion
 
@@ -69,10 +76,22 @@ def _facta_sequential(rows: list[Row], streams: int) -> Run:
     return Run(len(rows) / seconds, {"durability": durability})
 
 
+def _schema_per_row(rows: list[Row], streams: int) -> Run:
+    params = schema_tuples(rows, streams)
+    with fresh_path("schema.db") as path:
+        seconds = schema_per_row(path, params)
+    return Run(len(params) / seconds)
+
+
 def append_sequential_strict(sizes: Sizes, pairs: int) -> dict[str, Any]:
     rows = make_rows(sizes.sequential)
     streams = 100
-    result = alternate(pairs, lambda: _raw_per_row(rows), lambda: _facta_sequential(rows, streams))
+    result = alternate(
+        pairs,
+        lambda: _raw_per_row(rows),
+        lambda: _facta_sequential(rows, streams),
+        lambda: _schema_per_row(rows, streams),
+    )
     return make_line(
         "append_sequential_strict",
         unit="events/s",
@@ -256,6 +275,13 @@ def _raw_batches(rows: list[Row], batch: int, streams: int) -> Run:
     return Run(len(params) / seconds)
 
 
+def _schema_batches(rows: list[Row], batch: int, streams: int) -> Run:
+    params = schema_tuples(rows, streams, batch)
+    with fresh_path("schema.db") as path:
+        seconds = schema_per_batch(path, params, batch)
+    return Run(len(params) / seconds)
+
+
 def append_batch_strict(sizes: Sizes, pairs: int) -> dict[str, Any]:
     rows = make_rows(sizes.batches * sizes.batch_events)
     streams, batch = 10, sizes.batch_events
@@ -263,6 +289,7 @@ def append_batch_strict(sizes: Sizes, pairs: int) -> dict[str, Any]:
         pairs,
         lambda: _raw_batches(rows, batch, streams),
         lambda: _facta_batches(rows, batch, streams),
+        lambda: _schema_batches(rows, batch, streams),
     )
     return make_line(
         "append_batch_strict",

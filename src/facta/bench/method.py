@@ -32,17 +32,28 @@ class Run:
 class Pairs:
     baseline: list[Run]
     facta: list[Run]
+    floor: list[Run] = field(default_factory=list)  # the schema floor, when a line has one
 
     def ratios(self) -> list[float]:
         return [f.value / b.value for b, f in zip(self.baseline, self.facta, strict=True)]
 
+    def floor_ratios(self) -> list[float]:
+        return [f.value / b.value for b, f in zip(self.baseline, self.floor, strict=True)]
 
-def alternate(pairs: int, baseline: Callable[[], Run], facta: Callable[[], Run]) -> Pairs:
-    """Run ``baseline`` then ``facta``, ``pairs`` times."""
+
+def alternate(
+    pairs: int,
+    baseline: Callable[[], Run],
+    facta: Callable[[], Run],
+    floor: Callable[[], Run] | None = None,
+) -> Pairs:
+    """Run ``baseline`` then ``facta`` (then ``floor``, if given), ``pairs`` times."""
     result = Pairs([], [])
     for _ in range(pairs):
         result.baseline.append(baseline())
         result.facta.append(facta())
+        if floor is not None:
+            result.floor.append(floor())
     return result
 
 
@@ -101,6 +112,11 @@ def make_line(
         "meets_goal": None if goal is None else ratio >= goal,
         "pair_ratios": [round(r, 3) for r in ratios],
     }
+    if pairs.floor:
+        # facta's statements on facta's schema with no Python work: the ratio's ceiling.
+        floors = pairs.floor_ratios()
+        line["schema_floor_ratio"] = round(median(floors), 3)
+        line["schema_floor_pair_ratios"] = [round(r, 3) for r in floors]
     line.update(extra or {})
     line.update(environment())
     durability = pairs.facta[-1].extra.get("durability")

@@ -4,19 +4,26 @@ Writes go through apsw with the pragmas of facta's writer connection (WAL, ``syn
 ``fullfsync``); the one difference is that SQLite checkpoints the WAL itself inside commits
 (its default), where facta checkpoints from a background thread. The table has the same columns
 and only the rowid key: a raw INSERT touches one B-tree.
+
+The schema floor runs facta's own statements on facta's schema the same way, with no Python
+work between them: what an append could reach if facta's code cost nothing, so a goal above it
+cannot be met without changing the schema.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
+import uuid
 from typing import Any, Final
 
 import apsw
 
 from facta.bench.rows import EVENT_TYPE, Row
 from facta.log.config import LogConfig
-from facta.log.sqlite_schema import connect
+from facta.log.sqlite_schema import INSERT_EVENT, connect, create_schema
+from facta.log.sqlite_write import CLAIM_KEY
 
 RAW_TABLE: Final = (
     "CREATE TABLE events(position INTEGER PRIMARY KEY, id TEXT NOT NULL, stream TEXT NOT NULL, "
@@ -86,6 +93,80 @@ def commit_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> fl
         for start in range(0, len(params), batch):
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(RAW_INSERT, params[start : start + batch])
+            conn.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+# -- the schema floor: facta's statements and schema, no Python in between ----------------------
+
+
+def schema_tuples(rows: list[Row], streams: int, run: int = 1) -> list[tuple[Any, ...]]:
+    """The rows as facta's event INSERT parameters (16-byte ids, causality columns), ``run``
+    rows at a time per stream, the streams taken round-robin (as facta's lines append them)."""
+    versions = [0] * streams
+    out = []
+    for index, row in enumerate(rows):
+        stream = (index // run) % streams
+        versions[stream] += 1
+        meta = row.event.metadata
+        out.append(
+            (
+                index + 1,
+                uuid.UUID(row.id).bytes,
+                f"stream-{stream}",
+                versions[stream],
+                EVENT_TYPE,
+                1,
+                _RECORDED_AT,
+                row.data_json,
+                row.metadata_json,
+                meta.get("causation_id"),
+                meta.get("correlation_id"),
+            )
+        )
+    return out
+
+
+def open_schema(path: str) -> Any:
+    """facta's schema and writer pragmas, with SQLite's own checkpointing like the baseline."""
+    conn = connect(path, LogConfig(), writer=True)
+    conn.wal_autocheckpoint(SQLITE_DEFAULT_AUTOCHECKPOINT)
+    create_schema(conn)
+    return conn
+
+
+def _claim(conn: Any, index: int) -> None:
+    digest = hashlib.sha256(b"%d" % index).digest()
+    conn.execute(CLAIM_KEY, (f"key-{index}", digest, "[1,1,[]]", None, _RECORDED_AT))
+
+
+def schema_per_row(path: str, params: list[tuple[Any, ...]]) -> float:
+    """What facta's writer runs for one keyed append of one event, per row: BEGIN IMMEDIATE,
+    the key's claim, the event, COMMIT. The most a facta append can reach on this schema."""
+    conn = open_schema(path)
+    try:
+        started = time.perf_counter()
+        for index, item in enumerate(params):
+            conn.execute("BEGIN IMMEDIATE")
+            _claim(conn, index)
+            conn.execute(INSERT_EVENT, item)
+            conn.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def schema_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> float:
+    """The same for keyed appends of ``batch`` events: one claim and one executemany each."""
+    conn = open_schema(path)
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(params), batch):
+            conn.execute("BEGIN IMMEDIATE")
+            _claim(conn, start)
+            conn.executemany(INSERT_EVENT, params[start : start + batch])
             conn.execute("COMMIT")
         return time.perf_counter() - started
     finally:
