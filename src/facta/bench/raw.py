@@ -73,26 +73,29 @@ def raw_tuples(rows: list[Row], streams: int) -> list[tuple[Any, ...]]:
 
 def commit_per_row(path: str, params: list[tuple[Any, ...]]) -> float:
     """BEGIN IMMEDIATE, INSERT, COMMIT for every row; returns the seconds taken."""
-    conn = open_raw(path)
-    try:
-        started = time.perf_counter()
-        for item in params:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(RAW_INSERT, item)
-            conn.execute("COMMIT")
-        return time.perf_counter() - started
-    finally:
-        conn.close()
+    return _timed_commits(open_raw(path), params, 1, RAW_INSERT, claim=False)
 
 
 def commit_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> float:
     """executemany of ``batch`` rows per transaction; returns the seconds taken."""
-    conn = open_raw(path)
+    return _timed_commits(open_raw(path), params, batch, RAW_INSERT, claim=False)
+
+
+def _timed_commits(
+    conn: Any, params: list[tuple[Any, ...]], batch: int, insert: str, *, claim: bool
+) -> float:
+    """One write transaction per ``batch`` rows, an idempotency key's claim first if ``claim``;
+    returns the seconds taken and closes ``conn``."""
     try:
         started = time.perf_counter()
         for start in range(0, len(params), batch):
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(RAW_INSERT, params[start : start + batch])
+            if claim:
+                _claim(conn, start)
+            if batch == 1:
+                conn.execute(insert, params[start])
+            else:
+                conn.executemany(insert, params[start : start + batch])
             conn.execute("COMMIT")
         return time.perf_counter() - started
     finally:
@@ -145,32 +148,12 @@ def _claim(conn: Any, index: int) -> None:
 def schema_per_row(path: str, params: list[tuple[Any, ...]]) -> float:
     """What facta's writer runs for one keyed append of one event, per row: BEGIN IMMEDIATE,
     the key's claim, the event, COMMIT. The most a facta append can reach on this schema."""
-    conn = open_schema(path)
-    try:
-        started = time.perf_counter()
-        for index, item in enumerate(params):
-            conn.execute("BEGIN IMMEDIATE")
-            _claim(conn, index)
-            conn.execute(INSERT_EVENT, item)
-            conn.execute("COMMIT")
-        return time.perf_counter() - started
-    finally:
-        conn.close()
+    return _timed_commits(open_schema(path), params, 1, INSERT_EVENT, claim=True)
 
 
 def schema_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> float:
     """The same for keyed appends of ``batch`` events: one claim and one executemany each."""
-    conn = open_schema(path)
-    try:
-        started = time.perf_counter()
-        for start in range(0, len(params), batch):
-            conn.execute("BEGIN IMMEDIATE")
-            _claim(conn, start)
-            conn.executemany(INSERT_EVENT, params[start : start + batch])
-            conn.execute("COMMIT")
-        return time.perf_counter() - started
-    finally:
-        conn.close()
+    return _timed_commits(open_schema(path), params, batch, INSERT_EVENT, claim=True)
 
 
 def fetch_stdlib(path: str, page: int) -> tuple[float, int]:
