@@ -312,3 +312,27 @@ def test_the_bank_property_catches_a_writer_that_ignores_dependencies(
     with pytest.raises(AssertionError, match="was decided on balance"):
         # Not shrunk: finding one example is the point, and shrinking costs more than it.
         _bank_property(FaultyLogIgnoringAfter, 300, shrink=False)(tmp_path_factory)
+
+
+def test_a_command_waits_for_the_chain_in_flight_instead_of_conflicting(log: SqliteLog) -> None:
+    async def main() -> None:
+        runtime = Runtime(log)
+        await runtime.transact(_increment)
+        with log.hold_writer():
+            chained = await _queue(log, 3, [runtime.transact(_increment) for _ in range(3)])
+            command = asyncio.ensure_future(runtime.entity(Counter, "c").send("inc"))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert log.queued_appends() == 3  # the command waits for the chain to settle
+            late = asyncio.ensure_future(runtime.transact(_increment))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert log.queued_appends() == 3  # and a new transaction does not chain past it
+        await asyncio.gather(*chained, command, late)
+        values = [int(e.data["value"]) for e in log.read_stream_sync("counter-c")]
+        assert values == [1, 2, 3, 4, 5, 6]
+        assert runtime.stats.conflict_retries == 0
+        assert runtime.stats.transaction_conflicts == 0
+        await runtime.aclose()
+
+    asyncio.run(main())

@@ -67,6 +67,7 @@ class ActiveEntity:
     # the tip was written first), instead of waiting for the chain to be committed.
     tip: InFlight | None = None
     chained: int = 0
+    sends_waiting: int = 0  # commands waiting for the appends in flight to settle
     _settle_waiters: list[asyncio.Future[None]] | None = None
 
     def readable(self) -> tuple[Any, int, InFlight | None] | None:
@@ -77,9 +78,9 @@ class ActiveEntity:
         if not self.committing:
             return self.state, self.version, None
         tip = self.tip
-        if tip is not None and self.committing == self.chained:
+        if tip is not None and self.committing == self.chained and not self.sends_waiting:
             return tip.state, tip.version, tip
-        return None
+        return None  # wait: a command's append is in flight, or a command waits for its turn
 
     def chain_started(self, in_flight: InFlight) -> None:
         self.committing += 1

@@ -344,6 +344,14 @@ class Runtime:
         metadata = causality(command_id, causation_id, correlation_id)
         version = entry.version
         for _attempt in range(self.config.conflict_retries):
+            if entry.committing:
+                # Transactions' appends in flight would make a decision now stale; while this
+                # command waits, new transactions wait too instead of chaining on them.
+                entry.sends_waiting += 1
+                try:
+                    await entry.settled(self.config.mailbox_timeout)
+                finally:
+                    entry.sends_waiting -= 1
             version, state = entry.version, entry.state
             refused: DomainError | None = None
             decided: list[Any] = []
