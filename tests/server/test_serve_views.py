@@ -311,3 +311,34 @@ def test_a_facta_apply_is_picked_up_within_two_seconds(tmp_path: Path, tokens: T
         )
         assert after.status_code == 200, after.text
         assert after.json()["rows"][0]["worst"] == 20.0
+
+
+def test_a_declared_view_not_built_yet_is_waited_for_then_503_not_404(
+    tmp_path: Path, tokens: Tokens
+) -> None:
+    """A request right after start-up, before a declared view's first build has committed,
+    waits for it; past its timeout it gets 503 with Retry-After (it is coming), never 404."""
+    project = write_project(tmp_path)
+    fill_log(tmp_path / "facta.db", 300)
+    holder = ViewStore(views_path(tmp_path / "facta.db"))
+    holder.lock("delays")  # another maintainer holds the view: the server's must wait
+    try:
+        with (
+            facta_serve(tmp_path, tokens.lines, ["--project", str(project)]) as server,
+            server.client(tokens.reader) as reader,
+        ):
+            started = time.monotonic()
+            waiting = reader.get("/views/delays/kpi", params={"timeout": 0.5})
+            assert time.monotonic() - started >= 0.5  # it waited for the build first
+            assert waiting.status_code == 503, waiting.text
+            assert waiting.json()["error"] == "view_not_built"
+            assert "delays" in waiting.json()["detail"]
+            assert waiting.headers["Retry-After"] == "1"
+            holder.unlock("delays")
+            built = reader.get("/views/delays/kpi", params={"timeout": 20})
+            assert built.status_code == 200, built.text  # its first generation, catching up
+            caught_up = _wait_for_position(reader, "delays", 300)
+            assert caught_up["rows"][0]["flights"] == 300
+            assert reader.get("/views/nothing/kpi").status_code == 404  # unknown stays 404
+    finally:
+        holder.close()

@@ -57,7 +57,8 @@ class ReadingOptions(msgspec.Struct, frozen=True):
 
 
 async def read_view(state: ServerState, query: ViewQuery, options: ReadingOptions) -> QueryResult:
-    """Answer ``query`` as ``options`` ask (404 unknown view, 400 bad names, 504 timeout)."""
+    """Answer ``query`` as ``options`` ask (404 unknown view, 400 bad names, 504 timeout,
+    503 for a declared view whose first build has not committed within the timeout)."""
     views = state.views
     if not views.known(query.view):
         raise ApiError(
@@ -66,6 +67,10 @@ async def read_view(state: ServerState, query: ViewQuery, options: ReadingOption
             f"no view named {query.view!r} (views: {', '.join(sorted(views.marks)) or 'none'})",
             view=query.view,
         )
+    if query.view not in views.marks:
+        # Declared in the project, not built yet: its first build is under way, so wait for it
+        # (503 with Retry-After if it takes longer than the request's timeout).
+        await views.wait_built(query.view, options.timeout, state.config.retry_after)
     if options.min_position is not None:
         await views.wait_for(query.view, options.min_position, options.timeout)
     if options.as_of_position is not None or options.known_at is not None:

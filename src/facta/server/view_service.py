@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from facta.server.maintainers import Maintainers
-from facta.server.problems import ApiError
+from facta.server.problems import ApiError, unavailable
 from facta.views.store import Generation, ViewStore, views_path
 
 T = TypeVar("T")
@@ -174,21 +174,38 @@ class ViewService:
 
     async def wait_for(self, view: str, position: int, timeout: float) -> None:
         """Until ``view`` has committed ``position``; 504 after ``timeout`` seconds."""
+        reached = await self._wait(view, position, timeout)
+        if reached is None or reached < position:
+            raise ApiError(
+                504,
+                "min_position_timeout",
+                f"view {view!r} had applied position {reached or 0}, not {position}, after "
+                f"{timeout:g} s",
+                view=view,
+                position=reached or 0,
+                min_position=position,
+            )
+
+    async def wait_built(self, view: str, timeout: float, retry_after: int) -> None:
+        """Until a view declared in the project has committed its first build; 503 (with
+        ``Retry-After``) after ``timeout`` seconds."""
+        if await self._wait(view, 0, timeout) is None:
+            raise unavailable(
+                "view_not_built",
+                f"view {view!r} is declared and its first build has committed nothing yet "
+                f"after {timeout:g} s",
+                retry_after,
+                view=view,
+            )
+
+    async def _wait(self, view: str, position: int, timeout: float) -> int | None:
+        """The view's committed position once it reaches ``position`` or ``timeout`` passes
+        (None: not built at all)."""
         deadline = time.monotonic() + timeout
         while True:
             mark = await self.readers.call(lambda store: store.current(view))
-            if mark is not None and mark.checkpoint >= position:
-                return
+            reached = None if mark is None else mark.checkpoint
             left = deadline - time.monotonic()
-            if left <= 0:
-                reached = 0 if mark is None else mark.checkpoint
-                raise ApiError(
-                    504,
-                    "min_position_timeout",
-                    f"view {view!r} had applied position {reached}, not {position}, after "
-                    f"{timeout:g} s",
-                    view=view,
-                    position=reached,
-                    min_position=position,
-                )
+            if (reached is not None and reached >= position) or left <= 0:
+                return reached
             await asyncio.sleep(min(0.01, left))
