@@ -294,6 +294,9 @@ class ViewEngine:
             cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
         # Calendar roll-ups above the changed buckets, in the same transaction.
         cells += self._rollups.changed(self.cells, Cell)
+        # In the table's key order: SQLite then walks its B-tree once instead of jumping about
+        # (a rebuild's last commit writes every cell; about twice as fast so).
+        cells.sort(key=lambda c: (c.level, c.dims, c.bucket))
         checkpoint = self.checkpoint
         write = functools.partial(
             self.store.commit,
