@@ -390,8 +390,9 @@ class Quantiles(Measure):
 
     def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
         ordered, starts, nonempty = self.prepare(batch)
+        # ``ordered`` is contiguous float64: its slices go to the sketch as they are.
         for g in nonempty:
-            states[g].update(ordered[starts[g] : starts[g + 1]])
+            states[g].sketch_for_update().update(ordered[starts[g] : starts[g + 1]])
 
     def finalize(self, state: QuantileState) -> dict[str, Any]:
         out: dict[str, Any] = {
