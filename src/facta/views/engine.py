@@ -118,6 +118,7 @@ class ViewEngine:
         self._dirty: set[Key] = set()
         self._rollups = Rollups(view)
         self._marks_rollups = self.settings.fold_rollups_events < self.settings.batch_size
+        self._new_states = [m.new for m in view.measures]
         self.checkpoint = 0
         self.committed = 0
         self.batches = 0
@@ -354,10 +355,11 @@ class ViewEngine:
         else:
             into, dirty = self.cells, self._dirty
         cells = []
+        new = self._new_states
         for key, position in zip(keys, level.changed_at, strict=True):
             cell = into.get(key)
             if cell is None:
-                cell = Cell([m.new() for m in self.view.measures], 0)
+                cell = Cell([make() for make in new], 0)
                 into[key] = cell
             cell.changed_at = max(cell.changed_at, position)
             cells.append(cell)
