@@ -269,7 +269,9 @@ class Pipeline:
         if failed.size:
             rejected_events = np.sort(np.concatenate([rejected_events, failed]))
         wanted = ["_position", BUCKET, *kept_columns(self.view)[1:]]
-        rows = result.filter(pa.array(keep)).select(wanted)
+        rows = result.select(wanted)
+        if not keep.all():  # most pages keep every row: no copy then
+            rows = rows.filter(pa.array(keep))
         unmatched: dict[str, int] = {}
         for alias, join in self.view.definition.enrich.items():
             missed = result.column(f"__miss_{alias}").to_numpy(zero_copy_only=False)
