@@ -77,8 +77,8 @@ class EngineSettings:
     # leave the roll-up cells above their buckets to be merged anew at the commit (see rollups).
     # By default every page folds directly: re-merging a month from its days at each commit
     # cost a rebuild more than feeding each page's rows to its few week and month cells, and
-    # it ran in the engine's thread, after the page was folded (a commit per page spent about
-    # a third of a rebuild's time there, merging each month once per page that touched it).
+    # it ran in the engine's thread, after the page was folded (with a commit per page, over a
+    # quarter of that thread's time, merging each month once per page that touched it).
     fold_rollups_events: int = MAX_BATCH
 
     def __post_init__(self) -> None:
