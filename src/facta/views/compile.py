@@ -67,9 +67,10 @@ class CompiledView:
         names = {*definition.dimensions, *self.measure_fields()}
         if definition.bucket is not None:
             names.add(definition.bucket.field)
-        wanted = ["position", "type", "data"]
+        wanted = ["position", "data"]
         for builtin, column in (
             ("_stream", "stream"),
+            ("_type", "type"),
             ("_version", "version"),
             ("_recorded_at", "recorded_at"),
             ("_metadata", "metadata"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -366,7 +367,7 @@ def quantile_label(q: float) -> str:
 class Quantiles(Measure):
     kind = "quantiles"
 
-    @property
+    @functools.cached_property
     def k(self) -> int:
         return int(self.params.get("k", 200))
 
@@ -390,8 +391,9 @@ class Quantiles(Measure):
 
     def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
         ordered, starts, nonempty = self.prepare(batch)
+        # ``ordered`` is contiguous float64: its slices go to the sketch as they are.
         for g in nonempty:
-            states[g].update(ordered[starts[g] : starts[g + 1]])
+            states[g].sketch_for_update().update(ordered[starts[g] : starts[g + 1]])
 
     def finalize(self, state: QuantileState) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -422,11 +424,11 @@ FREQUENT_ITEM = pa.struct(
 class TopK(Measure):
     kind = "top_k"
 
-    @property
+    @functools.cached_property
     def k(self) -> int:
         return int(self.params.get("k", 10))
 
-    @property
+    @functools.cached_property
     def lg_max_map(self) -> int:
         return int(self.params.get("lg_max_map", 10))
 
@@ -466,7 +468,7 @@ class TopK(Measure):
 class Distinct(Measure):
     kind = "distinct"
 
-    @property
+    @functools.cached_property
     def lg_k(self) -> int:
         return int(self.params.get("lg_k", 12))
 

@@ -22,37 +22,31 @@ ISO_WITH_OFFSET: Final = (
 )
 
 
-def fragments_sql(names: list[str], source: str = "_data") -> str:
-    """One select item parsing the document once into a list of each field's JSON (``__j``)."""
-    if not names:
-        return "NULL AS __j"
-    paths = ", ".join(f"'$.\"{n}\"'" for n in names)
-    return f"json_extract({source}, [{paths}]) AS __j"
+def fragments_sql(fields: Mapping[str, str], source: str = "_data") -> str:
+    """Select items parsing the document for every declared field at once: each field's JSON
+    kind (``__k``, from ``json_type``) and its value as text (``__s``, strings unescaped,
+    numbers and booleans as written), plus its raw JSON (``__j``) only when a field is
+    declared ``json``.
 
-
-def json_kinds_sql(fields: Mapping[str, str]) -> str:
-    """Select items naming each field's JSON kind; needs ``__j`` (:func:`fragments_sql`) in scope.
-
-    ``json_extract`` returns each fragment as normalised JSON text, so its first character
-    tells its kind (``"`` text, ``t``/``f`` boolean, ``n`` null, ``{``/``[`` object or array,
-    anything else a number) — about a third of the cost of ``json_type``. Only ``bigint`` needs
-    ``json_type``, to tell an integer from ``1.5``.
+    Two passes over the document, each producing one list for all fields, cost less than
+    extracting JSON fragments and parsing each fragment again for its kind and its value.
     """
-    items = []
-    for i, (name, declared) in enumerate(fields.items()):
-        raw = f"__j[{i + 1}]"
-        if declared == "bigint":
-            items.append(f'json_type({raw}) AS "__t_{name}"')
-        elif declared != "json":
-            items.append(f'left(CAST({raw} AS VARCHAR), 1) AS "__t_{name}"')
-    return ", ".join(items)
+    if not fields:
+        return "NULL AS __k, NULL AS __s, NULL AS __j"
+    paths = ", ".join(f"'$.\"{n}\"'" for n in fields)
+    raw = f"json_extract({source}, [{paths}])" if "json" in fields.values() else "NULL"
+    return (
+        f"json_type({source}, [{paths}]) AS __k, "
+        f"json_extract_string({source}, [{paths}]) AS __s, {raw} AS __j"
+    )
 
 
-# Per declared type: the condition on ``__t_<name>`` under which the fragment has that type.
-_ACCEPTED_FIRST: Final = {
-    "string": "= '\"'",
-    "boolean": "IN ('t', 'f')",
-    "double": "NOT IN ('\"', 't', 'f', 'n', '{', '[')",
+# Per declared type: the condition on the field's JSON kind under which the value has that type
+# (``json_type`` names numbers UBIGINT, BIGINT or DOUBLE: any of them is a double).
+_ACCEPTED_KINDS: Final = {
+    "string": "= 'VARCHAR'",
+    "boolean": "= 'BOOLEAN'",
+    "double": "NOT IN ('VARCHAR', 'BOOLEAN', 'NULL', 'ARRAY', 'OBJECT')",
     "bigint": "IN ('BIGINT', 'UBIGINT')",
 }
 
@@ -60,20 +54,17 @@ _ACCEPTED_FIRST: Final = {
 def field_sql(name: str, declared: str, index: int) -> tuple[str, str]:
     """The typed value of a declared field and the flag saying its JSON had the wrong type.
 
-    Expects ``__j`` (:func:`fragments_sql`) and ``__t_<name>`` (:func:`json_kinds_sql`) in
-    scope; ``index`` is the field's place in the list they were built from.
+    Expects ``__k``, ``__s`` and ``__j`` (:func:`fragments_sql`) in scope; ``index`` is the
+    field's place in the fields they were built from.
     """
-    kind = f'"__t_{name}"'
-    raw = f"__j[{index + 1}]"
+    kind = f"__k[{index + 1}]"
     if declared == "json":
-        return f'{raw} AS "{name}"', f'false AS "__bad_{name}"'
-    accepted = f"{kind} {_ACCEPTED_FIRST[declared]}"
-    if declared == "string":
-        value = f"json_extract_string({raw}, '$')"
-    else:
-        value = f"TRY_CAST({raw} AS {FIELD_SQL_TYPES[declared]})"
+        return f'__j[{index + 1}] AS "{name}"', f'false AS "__bad_{name}"'
+    text = f"__s[{index + 1}]"
+    accepted = f"{kind} {_ACCEPTED_KINDS[declared]}"
+    value = text if declared == "string" else f"TRY_CAST({text} AS {FIELD_SQL_TYPES[declared]})"
     typed = f'CASE WHEN {accepted} THEN {value} END AS "{name}"'
-    absent = f"{kind} IS NULL OR {kind} IN ('n', 'NULL')"
+    absent = f"{kind} IS NULL OR {kind} = 'NULL'"
     # Text, booleans and numbers of an accepted kind always convert; an integer may overflow.
     overflow = f" OR {value} IS NULL" if declared == "bigint" else ""
     bad = f'(NOT ({absent}) AND (NOT ({accepted}){overflow})) AS "__bad_{name}"'

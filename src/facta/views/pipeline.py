@@ -20,11 +20,9 @@ from facta.views.batch import Ints
 from facta.views.compile import CompiledView
 from facta.views.expressions import evaluator
 from facta.views.parsing import (
-    ISO_WITH_OFFSET,
     field_sql,
     fragments_sql,
     iso_time_sql,
-    json_kinds_sql,
 )
 from facta.views.references import ReferenceTable
 
@@ -73,8 +71,6 @@ def _enrich_sql(view: CompiledView) -> tuple[list[str], str]:
 def build_sql(view: CompiledView) -> str:
     """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
     definition = view.definition
-    names = list(definition.fields)
-    kinds = json_kinds_sql(definition.fields)
     typed_parts = []
     bad_parts = []
     for index, (name, declared) in enumerate(definition.fields.items()):
@@ -84,26 +80,14 @@ def build_sql(view: CompiledView) -> str:
     times, enriched = _enrich_sql(view)
     extracts = [f'{sql} AS "{name}"' for name, sql in view.extract_sql.items()]
     keep = f"coalesce(({view.filter_sql}), false)" if view.filter_sql else "true"
-    bucket_sql = "NULL::BIGINT"
     bucket = definition.bucket
-    if bucket is not None:
-        field = f'"{bucket.field}"'
-        if bucket.format == "epoch":
-            factor = _EPOCH_TO_US[bucket.unit or "s"]
-            moment = f"timezone('UTC', make_timestamp(CAST(round({field} * {factor}) AS BIGINT)))"
-        elif view.kinds[bucket.field] == "time":
-            moment = f"CAST({field} AS TIMESTAMPTZ)"
-        else:
-            moment = (
-                f"CASE WHEN regexp_full_match({field}, '{ISO_WITH_OFFSET}') "
-                f"THEN TRY_CAST({field} AS TIMESTAMPTZ) END"
-            )
-        zone = bucket.timezone.replace("'", "''")
-        unit = _TRUNC[bucket.width]
-        bucket_sql = (
-            f"CAST(epoch(timezone('{zone}', date_trunc('{unit}', timezone('{zone}', {moment}))))"
-            " AS BIGINT)"
-        )
+    if bucket is None:
+        bucket_item = f"NULL::BIGINT AS {BUCKET}, "
+    elif buckets_by_value(view):
+        bucket_item = ""  # computed per distinct value of the field (see Pipeline._buckets)
+    else:
+        quoted = f'"{bucket.field}"'
+        bucket_item = f"{bucket_sql(view, quoted)} AS {BUCKET}, "
     return f"""
 WITH src AS (
     SELECT position AS _position, stream AS _stream, type AS _type, version AS _version,
@@ -112,19 +96,45 @@ WITH src AS (
            data AS _data
     FROM page
 ), fragments AS (
-    SELECT *, {fragments_sql(names)} FROM src
-), kinds AS (
-    SELECT *{", " + kinds if kinds else ""} FROM fragments
+    SELECT *, {fragments_sql(definition.fields)} FROM src
 ), typed AS (
     SELECT _position, _stream, _type, _version, _recorded_at, _metadata
            {"".join(", " + p for p in typed_parts + bad_parts + times)}
-    FROM kinds
+    FROM fragments
 ), {enriched}, extracted AS (
     SELECT *{"".join(", " + p for p in extracts)}, {keep} AS {KEEP} FROM enriched
 )
-SELECT {", ".join(output_columns(view))}, {bucket_sql} AS {BUCKET}
+SELECT {bucket_item}{", ".join(output_columns(view))}
 FROM extracted{" ORDER BY _position" if definition.enrich else ""}
 """
+
+
+def buckets_by_value(view: CompiledView) -> bool:
+    """Whether the bucket is computed once per distinct value of its field rather than per row:
+    ISO-8601 text (checking its form and converting it between time zones is most of a
+    page's bucketing cost, and a page holds a few thousand distinct times at most)."""
+    bucket = view.definition.bucket
+    return bucket is not None and bucket.format != "epoch" and view.kinds[bucket.field] != "time"
+
+
+def bucket_sql(view: CompiledView, field: str) -> str:
+    """The start (epoch seconds) of the bucket of ``field``'s value, NULL when it has no usable
+    time; calendar-aligned in the bucket's time zone."""
+    bucket = view.definition.bucket
+    assert bucket is not None
+    if bucket.format == "epoch":
+        factor = _EPOCH_TO_US[bucket.unit or "s"]
+        moment = f"timezone('UTC', make_timestamp(CAST(round({field} * {factor}) AS BIGINT)))"
+    elif view.kinds[bucket.field] == "time":
+        moment = f"CAST({field} AS TIMESTAMPTZ)"
+    else:
+        moment = iso_time_sql(field)
+    zone = bucket.timezone.replace("'", "''")
+    unit = _TRUNC[bucket.width]
+    return (
+        f"CAST(epoch(timezone('{zone}', date_trunc('{unit}', timezone('{zone}', {moment}))))"
+        " AS BIGINT)"
+    )
 
 
 def kept_columns(view: CompiledView) -> list[str]:
@@ -153,6 +163,9 @@ class Pipeline:
         self.view = view
         self._sql = build_sql(view)
         self._conn = evaluator()
+        self._values_sql: str | None = None
+        if buckets_by_value(view):
+            self._values_sql = f"SELECT {bucket_sql(view, 'v')} FROM bucket_values ORDER BY i"
         self.tables: dict[str, ReferenceTable] = {}
         used = {join.table for join in view.definition.enrich.values()}
         if used and log_path is None:
@@ -224,8 +237,23 @@ class Pipeline:
             unmatched,
         )
 
+    def _buckets(self, column: pa.ChunkedArray) -> pa.Array:
+        """Each row's bucket start, computed once per distinct value of the bucket field."""
+        encoded = pc.dictionary_encode(column.combine_chunks())
+        distinct = encoded.dictionary
+        values = pa.table({"v": distinct, "i": pa.array(np.arange(len(distinct)))})
+        self._conn.register("bucket_values", values)
+        try:
+            starts = self._conn.sql(str(self._values_sql)).to_arrow_table().column(0)
+        finally:
+            self._conn.unregister("bucket_values")
+        return starts.combine_chunks().take(encoded.indices)
+
     def _evaluate(self, page: pa.Table) -> Evaluated:
         result, failed = self._run(page)
+        bucket = self.view.definition.bucket
+        if self._values_sql is not None and bucket is not None:
+            result = result.append_column(BUCKET, self._buckets(result.column(bucket.field)))
         positions = result.column("_position").to_numpy()
         rejected_values: dict[str, Ints] = {}
         for name in self.view.definition.fields:
@@ -241,7 +269,9 @@ class Pipeline:
         if failed.size:
             rejected_events = np.sort(np.concatenate([rejected_events, failed]))
         wanted = ["_position", BUCKET, *kept_columns(self.view)[1:]]
-        rows = result.filter(pa.array(keep)).select(wanted)
+        rows = result.select(wanted)
+        if not keep.all():  # most pages keep every row: no copy then
+            rows = rows.filter(pa.array(keep))
         unmatched: dict[str, int] = {}
         for alias, join in self.view.definition.enrich.items():
             missed = result.column(f"__miss_{alias}").to_numpy(zero_copy_only=False)

@@ -12,9 +12,11 @@ cells and its checkpoint in one transaction, so crash safety is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
@@ -22,9 +24,30 @@ from facta.views.prepared import Prepared
 from facta.views.source import LogReader, Page
 
 QUEUE_PAGES: Final = 2
+# While stages overlap, a thread holding the GIL is asked to hand it over after this long
+# (Python's default: 5 ms).
+SWITCH_SECONDS: Final = 0.0005
 _WAIT_SECONDS: Final = 0.05
 # A commit waits at most the store's busy timeout (10 s) per statement; this bounds the whole.
 _COMMIT_TIMEOUT_SECONDS: Final = 300.0
+
+
+@contextlib.contextmanager
+def quick_handoff() -> Iterator[None]:
+    """Run the block with a short GIL switch interval (:data:`SWITCH_SECONDS`), then restore it.
+
+    The page thread gives the GIL up around every SQLite, DuckDB and large numpy call; each
+    time it comes back it waits until the folding thread is asked to hand the GIL over — up to
+    the switch interval, dozens of times per page. A shorter interval keeps the page thread,
+    the critical path of a rebuild, from idling while the fold holds the GIL (about a tenth
+    off a rebuild's time in alternating runs).
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, SWITCH_SECONDS))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 class PagesAhead:

@@ -22,7 +22,6 @@ from facta.views.parsing import (
     field_sql,
     fragments_sql,
     iso_time_sql,
-    json_kinds_sql,
 )
 from facta.views.source import LogReader
 
@@ -61,18 +60,14 @@ class ReferenceTable:
         identity = [f'"{k}"' for k in table.key]
         if table.time is not None:
             typed.append(f'{iso_time_sql(chr(34) + table.time + chr(34))} AS "__time"')
-        kinds = json_kinds_sql(table.fields)
-        kinds = ", " + kinds if kinds else ""
         names_sql = ", ".join(f"'{t}'" for t in table.delete_types)
         deletes = f"type IN ({names_sql})" if names_sql else "false"
         return f"""
 WITH fragments AS (
-    SELECT position, type, {fragments_sql(names, "CAST(data AS JSON)")} FROM ref_page
-), kinds AS (
-    SELECT *{kinds} FROM fragments
+    SELECT position, type, {fragments_sql(table.fields, "CAST(data AS JSON)")} FROM ref_page
 ), typed AS (
     SELECT position, {deletes} AS __delete, {", ".join(typed[: len(names)])}
-    FROM kinds
+    FROM fragments
 ), timed AS (
     SELECT *{", " + typed[-1] if table.time is not None else ""} FROM typed
 )

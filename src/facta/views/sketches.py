@@ -33,6 +33,10 @@ class QuantileState:
         if values.size:
             self._ensure().update(np.ascontiguousarray(values, dtype=np.float64))
 
+    def sketch_for_update(self) -> Any:
+        """The sketch to feed non-empty contiguous float64 arrays directly."""
+        return self.sketch if self.sketch is not None else self._ensure()
+
     def merge(self, other: QuantileState) -> None:
         if other.sketch is not None and not other.sketch.is_empty():
             self._ensure().merge(other.sketch)

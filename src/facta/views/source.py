@@ -62,7 +62,7 @@ class LogReader:
             clauses.append("substr(stream, 1, ?) = ?")
             self._params.extend([len(source.stream_prefix), source.stream_prefix])
         # Columns nobody reads come back as nulls: fewer bytes from SQLite into Arrow.
-        wanted = set(PAGE_SCHEMA.names if columns is None else columns) | {"position", "type"}
+        wanted = set(PAGE_SCHEMA.names if columns is None else columns) | {"position"}
         self._columns = [name for name in PAGE_SCHEMA.names if name in wanted]
         inner = (
             f"SELECT {', '.join(self._columns)} FROM events "
