@@ -32,6 +32,11 @@ _WAIT_SECONDS: Final = 0.05
 _COMMIT_TIMEOUT_SECONDS: Final = 300.0
 
 
+_handoff_lock = threading.Lock()
+_handoff_users = 0
+_handoff_before = 0.0
+
+
 @contextlib.contextmanager
 def quick_handoff() -> Iterator[None]:
     """Run the block with a short GIL switch interval (:data:`SWITCH_SECONDS`), then restore it.
@@ -41,13 +46,23 @@ def quick_handoff() -> Iterator[None]:
     the switch interval, dozens of times per page. A shorter interval keeps the page thread,
     the critical path of a rebuild, from idling while the fold holds the GIL (about a tenth
     off a rebuild's time in alternating runs).
+
+    The interval is the process's: engines of several views (``facta serve``) share it, and
+    the one that was there before the first of them started is restored when the last ends.
     """
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, SWITCH_SECONDS))
+    global _handoff_users, _handoff_before
+    with _handoff_lock:
+        if _handoff_users == 0:
+            _handoff_before = sys.getswitchinterval()
+            sys.setswitchinterval(min(_handoff_before, SWITCH_SECONDS))
+        _handoff_users += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(before)
+        with _handoff_lock:
+            _handoff_users -= 1
+            if _handoff_users == 0:
+                sys.setswitchinterval(_handoff_before)
 
 
 class PagesAhead:
