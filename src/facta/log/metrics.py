@@ -67,6 +67,7 @@ class LogMetrics:
     queue_depth: int = 0
     queue_depth_max: int = 0
     checkpoints: int = 0
+    wal_restarts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     subscription_lag: dict[int, tuple[int, float]] = field(default_factory=dict)
 
@@ -83,6 +84,7 @@ class LogMetrics:
                 "queue_depth": self.queue_depth,
                 "queue_depth_max": self.queue_depth_max,
                 "wal_checkpoints": self.checkpoints,
+                "wal_restarts": self.wal_restarts,
                 "append_latency_us": self.append_latency_us.summary(),
                 "batch_appends": self.batch_appends.summary(),
                 "subscriptions": len(lags),

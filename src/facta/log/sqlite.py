@@ -98,7 +98,14 @@ class SqliteLog:
             self.signal, self._data_version, self.config.poll_interval, self._close_poll_conn
         )
         self._wal_pages = 0
+        self._copied_pages = 0  # of the WAL's frames, those a checkpoint has copied
         self._page_size = self._writer.execute("PRAGMA page_size").fetchone()[0]
+        # The WAL is restarted (the writer paused for a moment) once it is this large; smaller
+        # checkpoints only copy it into the database file, beside the appends.
+        checkpoint, most = self.config.wal_checkpoint_bytes, self.config.wal_max_bytes
+        self._restart_bytes = min(2 * checkpoint, max(checkpoint, most // 2))
+        # Past this, the writer restarts the WAL itself before its next batch.
+        self._hold_bytes = max(self._restart_bytes, most * 3 // 4)
         self._checkpoint_wanted = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="facta-checkpointer", daemon=True
@@ -519,12 +526,33 @@ class SqliteLog:
     # -- WAL checkpoints ------------------------------------------------------------------------
 
     def _on_wal_commit(self, conn: Any, name: str, pages: int) -> int:
+        if pages < self._wal_pages:
+            self._copied_pages = 0  # the WAL was started anew (by a checkpoint, or by SQLite)
         self._wal_pages = pages
         # Set once: while a checkpoint runs, every commit would otherwise wake no one at a cost.
         wanted = self._checkpoint_wanted
-        if pages * self._page_size >= self.config.wal_checkpoint_bytes and not wanted.is_set():
+        if self._uncopied_bytes() >= self.config.wal_checkpoint_bytes and not wanted.is_set():
             wanted.set()
+        if pages * self._page_size >= self._hold_bytes:
+            self._restart_here(conn)
         return apsw.SQLITE_OK
+
+    def _restart_here(self, conn: Any) -> None:
+        """The background checkpoints fell behind the appends: restart the WAL in the writer's
+        thread, right after this commit, before the next batch (back-pressure that keeps the
+        WAL under ``wal_max_bytes``; SQLite's own automatic checkpoints work this way)."""
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
+        except apsw.Error:
+            return
+        if not busy:
+            self._wal_pages = self._copied_pages = 0
+            with self.metrics.lock:
+                self.metrics.wal_restarts += 1
+
+    def _uncopied_bytes(self) -> int:
+        """How much of the WAL no checkpoint has copied into the database file yet."""
+        return int(max(0, self._wal_pages - self._copied_pages) * self._page_size)
 
     def _checkpoint_loop(self) -> None:
         conn: Any = None
@@ -537,7 +565,7 @@ class SqliteLog:
                     break
                 if conn is None:
                     conn = self._open(writer=False)
-                if self._wal_pages * self._page_size < self.config.wal_checkpoint_bytes:
+                if self._uncopied_bytes() < self.config.wal_checkpoint_bytes:
                     continue  # a restart since the request already emptied the WAL
                 if not self._checkpoint(conn):
                     time.sleep(0.05)  # a reader holds the WAL: let it finish
@@ -546,24 +574,35 @@ class SqliteLog:
                 conn.close()
 
     def _checkpoint(self, conn: Any) -> bool:
-        """Copy the WAL into the database file and have the next commit write the WAL anew.
+        """Copy the WAL into the database file; past the restart size, also have the next
+        commit write the WAL anew from its start.
 
-        The bulk is copied while appends go on; only the frames committed meanwhile are copied
-        with the writer paused, by a RESTART that makes the next commit write the WAL from its
-        start. Overwriting blocks the WAL file already has syncs faster than growing it.
+        Copying (PASSIVE) goes on beside the appends. Restarting the WAL needs the writer paused
+        (a RESTART waits for the copy of the last frames and their sync), and every append in
+        flight waits that long, so it is done only every :attr:`_restart_bytes` of WAL, after a
+        second copy has taken the frames committed during the first: the pause covers only
+        the few committed after. Overwriting blocks the WAL file already has syncs faster than
+        growing it.
         """
         try:
             conn.set_busy_timeout(50)
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+            self._copied_pages = max(self._copied_pages, copied)
+            if frames * self._page_size < self._restart_bytes:
+                with self.metrics.lock:
+                    self.metrics.checkpoints += 1
+                return not busy
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             conn.set_busy_timeout(10)
             with self._group_lock():
                 busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
                 if not busy:
-                    self._wal_pages = 0
+                    self._wal_pages = self._copied_pages = 0
         except apsw.Error:
             return False
         with self.metrics.lock:
             self.metrics.checkpoints += 1
+            self.metrics.wal_restarts += not busy
         return not busy
 
     def checkpoint_sync(self, mode: str = "TRUNCATE") -> None:
