@@ -61,8 +61,8 @@ CREATE TABLE IF NOT EXISTS view_cells(
     bucket INTEGER NOT NULL,
     changed_at INTEGER NOT NULL,
     state BLOB NOT NULL,
-    PRIMARY KEY (view, generation, level, dims, bucket)
-) WITHOUT ROWID;
+    UNIQUE (view, generation, level, dims, bucket)
+);
 CREATE TABLE IF NOT EXISTS view_snapshots(
     view TEXT NOT NULL,
     generation INTEGER NOT NULL,
@@ -112,7 +112,7 @@ CREATE TABLE IF NOT EXISTS view_locks(
 ) WITHOUT ROWID;
 """
 # The layout of the file: an older file is a cache of an older layout, dropped and rebuilt.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 TABLES: Final = (
     "view_generations",
     "view_current",
@@ -366,6 +366,7 @@ class ViewStore(ViewLocks):
         if changed_after is not None and changed_after >= 0:
             sql += " AND changed_at > ?"
             params.append(changed_after)
+        sql += " ORDER BY level, dims, bucket"  # key order, whichever index SQLite walks
         for row in self._conn.execute(sql, params):
             yield StoredCell(row[0], int(row[1]), int(row[2]), bytes(row[3]), row[4])
 
