@@ -180,7 +180,7 @@ class ViewStore(ViewLocks):
         self._conn.execute("PRAGMA synchronous=NORMAL")
         # A commit upserts thousands of cells: keep the B-tree pages it walks in memory (up to
         # 64 MB, allocated as used), and the statement journals the upsert and the history
-        # trigger need in memory rather than in a temporary file.
+        # copies need in memory rather than in a temporary file.
         self._conn.execute("PRAGMA cache_size=-65536")
         self._conn.execute("PRAGMA temp_store=MEMORY")
         in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
