@@ -42,9 +42,10 @@ QUANTILE_RANKS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
 # Every oracle check runs twice: with DuckDB evaluating every page, and with the small-page
 # paths forced on every page, however large — the condition for having them: evaluation without
-# DuckDB (smallbatch.py) and, for bucketed views, every level prepared as one stacked batch and
-# folded directly (stacked.py). The first run keeps the defaults: pages of at most 1,000 events
-# are stacked, larger ones leave their roll-ups to be merged anew at the commit.
+# DuckDB (smallbatch.py) and, for bucketed views, every level prepared as one stacked batch,
+# grouped in plain Python, and folded directly (stacked.py). The first run keeps the defaults:
+# pages of at most 1,000 events are stacked, larger ones leave their roll-ups to be merged anew
+# at the commit.
 PATHS = pytest.mark.parametrize("small", [0, MAX_BATCH], ids=["duckdb", "small-path"])
 
 

@@ -72,7 +72,8 @@ class EngineSettings:
     commit_every_ms: float = 1000.0
     # A history snapshot (for as_of(position=P)) at the first commit past each multiple.
     history_every: int = HISTORY_EVERY
-    # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch).
+    # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch),
+    # and are grouped in plain Python when they fold into the roll-ups directly (see stacked).
     small_batch_events: int = 1000
     # Pages of at most this many events fold into the calendar roll-ups directly; larger ones
     # leave the roll-up cells above their buckets to be merged anew at the commit (see rollups).
@@ -192,7 +193,9 @@ class ViewEngine:
         direct = page.events.num_rows <= self.settings.fold_rollups_events
         if direct and self.view.definition.bucket is not None:
             self.stacked_pages += 1
-            return prepare_stacked(self.view, evaluated, self._rollups)
+            return prepare_stacked(
+                self.view, evaluated, self._rollups, self.settings.small_batch_events
+            )
         return prepare(self.view, evaluated, self._rollups if direct else None)
 
     def _evaluate(self, page: Page) -> Evaluated | None:
