@@ -40,8 +40,12 @@ NEW_YORK = ZoneInfo("America/New_York")
 QUANTILE_RANKS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
 
-# Every oracle check runs twice: with DuckDB evaluating every page, and with the small-page path
-# (smallbatch.py) forced on every page, however large — the condition for having that path.
+# Every oracle check runs twice: with DuckDB evaluating every page, and with the small-page
+# paths forced on every page, however large — the condition for having them: evaluation without
+# DuckDB (smallbatch.py) and, for bucketed views, every level prepared as one stacked batch,
+# grouped in plain Python, and folded directly (stacked.py). The first run evaluates every page
+# with DuckDB and folds it into the roll-ups directly, level by level (the default for pages
+# above small_batch_events); test_rollups mixes in pages whose roll-ups are merged anew.
 PATHS = pytest.mark.parametrize("small", [0, MAX_BATCH], ids=["duckdb", "small-path"])
 
 
@@ -55,15 +59,20 @@ def build(
     store.drop(name)
     for until, batch in segments:
         settings = EngineSettings(
-            batch_size=batch, commit_every_events=max(batch, 100), small_batch_events=small
+            batch_size=batch,
+            commit_every_events=max(batch, 100),
+            small_batch_events=small,
+            fold_rollups_events=small or EngineSettings().fold_rollups_events,
         )
         with ViewEngine(log_path, view, store, settings).open() as engine:
             batches = engine.batches
             engine.run(until=until)
             assert engine.checkpoint == until or until > engine.checkpoint >= 0
-            if small:  # every page of the segment went through the small-page path
+            if small:  # every page of the segment went through the small-page paths
                 assert engine.small_pages == engine.batches - batches > 0
                 assert engine.declined_pages == 0
+                bucketed = view.definition.bucket is not None
+                assert engine.stacked_pages == (engine.small_pages if bucketed else 0)
     return open_snapshot(store, name)
 
 

@@ -92,3 +92,30 @@ def test_wal_checkpoints_run_beside_the_commits_and_keep_the_wal_bounded(tmp_pat
     assert reopened.current("v") is None  # never activated, but its cells are all there
     assert len(list(reopened.cells("v", 1))) == 200
     reopened.close()
+
+
+def test_history_is_kept_when_another_store_took_a_snapshot_meanwhile(tmp_path: Path) -> None:
+    """A store skips looking for old rows of the cells it wrote since the snapshot; once a
+    snapshot it did not take exists (another process maintained the view meanwhile), it looks
+    again for every cell."""
+    path = tmp_path / "v.views.db"
+    first = ViewStore(path)
+    first.create_generation("v", "hash", {})
+    commit(first, 50, [StoredCell("x", 0, 50, b"x1")])
+    commit(first, 120, [StoredCell("x", 0, 120, b"x2")])  # the snapshot at 120
+    commit(first, 130, [StoredCell("x", 0, 130, b"x3")])  # keeps x2
+    commit(first, 140, [StoredCell("x", 0, 140, b"x4")])  # x3 is past the snapshot: not kept
+    second = ViewStore(path)
+    commit(second, 210, [StoredCell("y", 0, 205, b"y1")])  # the snapshot at 210
+    commit(first, 220, [StoredCell("x", 0, 220, b"x5")])  # must keep x4 for the one at 210
+    assert [s.checkpoint for s in first.snapshots("v", 1)] == [120, 210]
+
+    def state(at: int) -> dict[str, bytes]:
+        return {c.dims: c.state for c in first.state_at("v", 1, at)}
+
+    assert state(120) == {"x": b"x2"}
+    assert state(210) == {"x": b"x4", "y": b"y1"}
+    kept = first._conn.execute("SELECT dims, state FROM view_history ORDER BY changed_at")
+    assert [(d, bytes(s)) for d, s in kept] == [("x", b"x2"), ("x", b"x4")]
+    second.close()
+    first.close()

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-from facta.views.collector import collector_paused
+from facta.views.collector import LiveSettler, collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key
 from facta.views.moments import SumOverflow
@@ -35,6 +35,7 @@ from facta.views.rejects import Rejects
 from facta.views.rollups import Rollups
 from facta.views.smallbatch import Declined, evaluate_small, handles
 from facta.views.source import LogReader, Page
+from facta.views.stacked import Part, StackedLevel, prepare_stacked
 from facta.views.store import StoredCell, ViewStore
 
 MAX_BATCH: Final = 50_000
@@ -71,7 +72,9 @@ class EngineSettings:
     commit_every_ms: float = 1000.0
     # A history snapshot (for as_of(position=P)) at the first commit past each multiple.
     history_every: int = HISTORY_EVERY
-    # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch).
+    # Pages of at most this many events skip DuckDB when the view allows it (see smallbatch),
+    # and are prepared for all their levels in one stacked batch, grouped in plain Python
+    # (see stacked).
     small_batch_events: int = 1000
     # Pages of at most this many events fold into the calendar roll-ups directly; larger ones
     # leave the roll-up cells above their buckets to be merged anew at the commit (see rollups).
@@ -113,6 +116,7 @@ class ViewEngine:
         self._small = handles(view)
         self.small_pages = 0  # pages evaluated without DuckDB, and pages that path declined
         self.declined_pages = 0
+        self.stacked_pages = 0  # pages prepared for every level in one batch (see stacked)
         self.generation = generation or 0
         self.cells: dict[Key, Cell] = {}
         self._dirty: set[Key] = set()
@@ -128,6 +132,7 @@ class ViewEngine:
         self._behind = CommitsBehind()
         self._log_version = -1
         self._commit_behind = False
+        self._settler = LiveSettler()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -192,7 +197,16 @@ class ViewEngine:
         evaluated = self._evaluate(page)
         if evaluated is None:
             return None
-        direct = page.events.num_rows <= self.settings.fold_rollups_events
+        rows = page.events.num_rows
+        direct = rows <= self.settings.fold_rollups_events
+        # A small page (a live view's) is prepared for every level in one stacked batch; a
+        # large one (a rebuild's) level by level, where numpy's per-call cost is amortised.
+        small = rows <= self.settings.small_batch_events
+        if direct and small and self.view.definition.bucket is not None:
+            self.stacked_pages += 1
+            return prepare_stacked(
+                self.view, evaluated, self._rollups, self.settings.small_batch_events
+            )
         return prepare(self.view, evaluated, self._rollups if direct else None)
 
     def _evaluate(self, page: Page) -> Evaluated | None:
@@ -226,6 +240,8 @@ class ViewEngine:
             or elapsed_ms >= self.settings.commit_every_ms
         ):
             self.commit()
+            if caught_up and not self._commit_behind:
+                self._settler.settle()  # a live commit: keep full collections off the path
         if self._after_batch is not None and page.events.num_rows:
             self._after_batch(self)
         return int(page.events.num_rows)
@@ -344,36 +360,48 @@ class ViewEngine:
         if self._rollups.levels and prepared.levels and self._marks_rollups:
             # Which bucket cells lie below each roll-up cell matters only to a roll-up cell
             # merged anew from them (an engine that folds large pages into the buckets only).
-            buckets = prepared.levels[0].keys  # the bucket level (the all-time one is next)
-            self._rollups.index(buckets)
+            first = prepared.levels[0]  # the bucket level (the all-time one is next)
+            if isinstance(first, StackedLevel):
+                bucket_part = first.parts[0]
+                self._rollups.index(first.keys[bucket_part.start : bucket_part.end])
+                return  # every level was folded directly
+            self._rollups.index(first.keys)
             if not any(level.target for level in prepared.levels):
-                self._rollups.mark(buckets)  # a large page: merged anew at the commit
+                self._rollups.mark(first.keys)  # a large page: merged anew at the commit
 
     def _fold_groups(self, level: Level) -> None:
         keys = level.keys
-        if level.target:
-            into, dirty = self._rollups.cells[level.target], self._rollups.dirty[level.target]
-        else:
-            into, dirty = self.cells, self._dirty
+        parts = (
+            level.parts if isinstance(level, StackedLevel) else (Part(level.target, 0, len(keys)),)
+        )
         cells = []
         new = self._new_states
-        for key, position in zip(keys, level.changed_at, strict=True):
-            cell = into.get(key)
-            if cell is None:
-                cell = Cell([make() for make in new], 0)
-                into[key] = cell
-            cell.changed_at = max(cell.changed_at, position)
-            cells.append(cell)
-        dirty.update(keys)
+        for part in parts:
+            if part.target:
+                into = self._rollups.cells[part.target]
+                dirty = self._rollups.dirty[part.target]
+            else:
+                into, dirty = self.cells, self._dirty
+            part_keys = keys[part.start : part.end]
+            changed_at = level.changed_at[part.start : part.end]
+            for key, position in zip(part_keys, changed_at, strict=True):
+                cell = into.get(key)
+                if cell is None:
+                    cell = Cell([make() for make in new], 0)
+                    into[key] = cell
+                cell.changed_at = max(cell.changed_at, position)
+                cells.append(cell)
+            dirty.update(part_keys)
         for index, measure in enumerate(self.view.measures):
             try:
                 measure.update([c.states[index] for c in cells], level.batch)
             except SumOverflow as exc:
                 dims, start = keys[exc.group]
+                target = next(p.target for p in parts if p.start <= exc.group < p.end)
                 if start == ROLLUP:
                     where = "all time"
-                elif level.target:
-                    where = f"{level.target} roll-up starting {start}"
+                elif target:
+                    where = f"{target} roll-up starting {start}"
                 else:
                     where = f"bucket {start}"
                 raise ViewError(

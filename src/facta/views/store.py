@@ -16,9 +16,13 @@ rebuild or drop it while ``facta serve`` maintains it), ``view_snapshots`` and `
 (history snapshots for ``as_of(position=P)``).
 
 History is copy-on-write: a snapshot at checkpoint S is one row in ``view_snapshots``; when a
-later commit overwrites a cell whose ``changed_at`` ≤ S, a trigger first copies the old row into
+later commit overwrites a cell whose ``changed_at`` ≤ S, the commit first copies the old row into
 ``view_history``. The state at S is then, per cell, the version with the largest
 ``changed_at`` ≤ S among the live row and its copies — nothing is copied at snapshot time.
+A cell this store has written since S already has ``changed_at`` > S (it was written because it
+took an event past the checkpoint before, which is ≥ S, and ``changed_at`` never goes down), so
+the commit only looks for old rows of the other cells: a live commit rewrites the same few
+dozen cells again and again and copies nothing, without a trigger checking every row.
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ CREATE TABLE IF NOT EXISTS view_cells(
     bucket INTEGER NOT NULL,
     changed_at INTEGER NOT NULL,
     state BLOB NOT NULL,
-    PRIMARY KEY (view, generation, level, dims, bucket)
-) WITHOUT ROWID;
+    UNIQUE (view, generation, level, dims, bucket)
+);
 CREATE TABLE IF NOT EXISTS view_snapshots(
     view TEXT NOT NULL,
     generation INTEGER NOT NULL,
@@ -81,15 +85,6 @@ CREATE TABLE IF NOT EXISTS view_history(
     state BLOB NOT NULL,
     PRIMARY KEY (view, generation, level, dims, bucket, changed_at)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS view_cells_history BEFORE UPDATE OF state ON view_cells
-WHEN old.changed_at <= (
-    SELECT snapshot_at FROM view_generations
-    WHERE view = old.view AND generation = old.generation
-)
-BEGIN
-    INSERT OR IGNORE INTO view_history(view, generation, level, dims, bucket, changed_at, state)
-    VALUES (old.view, old.generation, old.level, old.dims, old.bucket, old.changed_at, old.state);
-END;
 CREATE TABLE IF NOT EXISTS view_applied(
     id INTEGER PRIMARY KEY,
     view TEXT NOT NULL,
@@ -112,7 +107,7 @@ CREATE TABLE IF NOT EXISTS view_locks(
 ) WITHOUT ROWID;
 """
 # The layout of the file: an older file is a cache of an older layout, dropped and rebuilt.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 TABLES: Final = (
     "view_generations",
     "view_current",
@@ -172,6 +167,9 @@ class ViewStore(ViewLocks):
         self.cache: dict[str, Any] = {}
         # Test hook: called inside the commit transaction, after cells and checkpoint are written.
         self.before_commit: Callable[[], None] | None = None
+        # Per view: the cells this store wrote since the snapshot of a generation, and which —
+        # (generation, its created_at, snapshot_at) — so another build or snapshot starts anew.
+        self._fresh: dict[str, tuple[tuple[int, str, int], set[tuple[str, str, int]]]] = {}
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         self._conn: Any = apsw.Connection(self.path, flags=flags)
         self._conn.set_busy_timeout(10_000)
@@ -182,7 +180,7 @@ class ViewStore(ViewLocks):
         self._conn.execute("PRAGMA synchronous=NORMAL")
         # A commit upserts thousands of cells: keep the B-tree pages it walks in memory (up to
         # 64 MB, allocated as used), and the statement journals the upsert and the history
-        # trigger need in memory rather than in a temporary file.
+        # copies need in memory rather than in a temporary file.
         self._conn.execute("PRAGMA cache_size=-65536")
         self._conn.execute("PRAGMA temp_store=MEMORY")
         in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
@@ -366,6 +364,7 @@ class ViewStore(ViewLocks):
         if changed_after is not None and changed_after >= 0:
             sql += " AND changed_at > ?"
             params.append(changed_after)
+        sql += " ORDER BY level, dims, bucket"  # key order, whichever index SQLite walks
         for row in self._conn.execute(sql, params):
             yield StoredCell(row[0], int(row[1]), int(row[2]), bytes(row[3]), row[4])
 
@@ -385,7 +384,20 @@ class ViewStore(ViewLocks):
         With ``history_every``, a commit whose checkpoint reaches a multiple of it that no
         earlier snapshot reached also records a history snapshot at ``checkpoint``.
         """
+        cells = list(cells)
+        owned = not self._conn.in_transaction
         with self._writing():
+            row = self._conn.execute(
+                "SELECT snapshot_at, created_at FROM view_generations "
+                "WHERE view = ? AND generation = ?",
+                (view, generation),
+            ).fetchone()
+            build = (generation, "" if row is None else row[1], 0 if row is None else int(row[0]))
+            known, fresh = self._fresh.get(view, (build, set()))
+            if known != build:
+                fresh = set()
+            if build[2] > 0:
+                self._keep_history(view, generation, cells, build[2], fresh)
             self._conn.executemany(
                 "INSERT INTO view_cells(view, generation, level, dims, bucket, changed_at, state) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(view, generation, level, dims, bucket) "
@@ -406,10 +418,44 @@ class ViewStore(ViewLocks):
                     "recorded (generation missing or already past it)"
                 )
             del updated
-            if history_every is not None:
-                self._snapshot(view, generation, checkpoint, batches, rejected, history_every)
+            snapshot_at = build[2]
+            if history_every is not None and checkpoint // history_every > (
+                snapshot_at // history_every
+            ):
+                self._snapshot(view, generation, checkpoint, batches, rejected)
+                snapshot_at = checkpoint
             if self.before_commit is not None:
                 self.before_commit()
+        if owned:  # committed: these cells now have changed_at > the snapshot (or none is)
+            if snapshot_at != build[2]:
+                fresh = set()  # written at the snapshot itself: not past it
+            else:
+                fresh.update((c.level, c.dims, c.bucket) for c in cells)
+            self._fresh[view] = ((build[0], build[1], snapshot_at), fresh)
+
+    def _keep_history(
+        self,
+        view: str,
+        generation: int,
+        cells: list[StoredCell],
+        snapshot_at: int,
+        fresh: set[tuple[str, str, int]],
+    ) -> None:
+        """Copy into ``view_history`` the stored rows of ``cells`` last changed at or before the
+        snapshot, before they are overwritten (``fresh`` cells are known to be past it)."""
+        older = [
+            (view, generation, c.level, c.dims, c.bucket, snapshot_at)
+            for c in cells
+            if (c.level, c.dims, c.bucket) not in fresh
+        ]
+        if older:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO view_history(view, generation, level, dims, bucket, "
+                "changed_at, state) SELECT view, generation, level, dims, bucket, changed_at, "
+                "state FROM view_cells WHERE view = ? AND generation = ? AND level = ? "
+                "AND dims = ? AND bucket = ? AND changed_at <= ?",
+                older,
+            )
 
     def _snapshot(
         self,
@@ -418,14 +464,7 @@ class ViewStore(ViewLocks):
         checkpoint: int,
         batches: int,
         rejected: dict[str, Any],
-        every: int,
     ) -> None:
-        row = self._conn.execute(
-            "SELECT snapshot_at FROM view_generations WHERE view = ? AND generation = ?",
-            (view, generation),
-        ).fetchone()
-        if checkpoint // every <= int(row[0]) // every:
-            return
         self._conn.execute(
             "INSERT OR REPLACE INTO view_snapshots(view, generation, checkpoint, batches, "
             "rejected) VALUES (?, ?, ?, ?, ?)",
