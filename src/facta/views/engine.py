@@ -242,6 +242,11 @@ class ViewEngine:
             self.commit()
             if caught_up and not self._commit_behind:
                 self._settler.settle()  # a live commit: keep full collections off the path
+            elif not caught_up:
+                # A commit inside a backlog folded step by step (`facta serve`'s maintainers):
+                # freeze the cells it built, or the collector, back on after each fold, walks
+                # them all in full collections — pauses of ~0.1 s for every thread.
+                settle_long_lived()
         if self._after_batch is not None and page.events.num_rows:
             self._after_batch(self)
         return int(page.events.num_rows)
