@@ -365,11 +365,7 @@ class SqliteLog:
             row = conn.execute(
                 "SELECT result, outcome, recorded_at FROM outcomes WHERE key = ?", (key,)
             ).fetchone()
-        if row is None:
-            return None
-        outcome = None if row[1] is None else decode_json(row[1])
-        result = msgspec.structs.replace(decode_result(row[0]), key=key, outcome=outcome)
-        return OutcomeRecord(key, result, outcome, _parse_time(row[2]))
+        return None if row is None else _outcome_record(key, *row)
 
     def lookup_many_sync(self, keys: Sequence[str]) -> list[OutcomeRecord | None]:
         """``lookup_sync`` of each key, read in one statement (one snapshot for all of them)."""
@@ -381,11 +377,7 @@ class SqliteLog:
                 "WHERE key IN (SELECT value FROM json_each(?))",
                 (encode_json(list(keys)).decode(),),
             ).fetchall()
-        found: dict[str, OutcomeRecord] = {}
-        for key, result, outcome_text, recorded_at in rows:
-            outcome = None if outcome_text is None else decode_json(outcome_text)
-            replaced = msgspec.structs.replace(decode_result(result), key=key, outcome=outcome)
-            found[key] = OutcomeRecord(key, replaced, outcome, _parse_time(recorded_at))
+        found = {row[0]: _outcome_record(*row) for row in rows}
         return [found.get(key) for key in keys]
 
     async def lookup(self, key: str) -> OutcomeRecord | None:
@@ -541,14 +533,18 @@ class SqliteLog:
         """The background checkpoints fell behind the appends: restart the WAL in the writer's
         thread, right after this commit, before the next batch (back-pressure that keeps the
         WAL under ``wal_max_bytes``; SQLite's own automatic checkpoints work this way)."""
-        try:
-            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
-        except apsw.Error:
-            return
+        with contextlib.suppress(apsw.Error):
+            self._restart_wal(conn)
+
+    def _restart_wal(self, conn: Any) -> bool:
+        """Copy what is left of the WAL and have the next commit write it from its start (the
+        caller keeps the writer from committing meanwhile); False if a reader held it."""
+        busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
         if not busy:
             self._wal_pages = self._copied_pages = 0
             with self.metrics.lock:
                 self.metrics.wal_restarts += 1
+        return not busy
 
     def _uncopied_bytes(self) -> int:
         """How much of the WAL no checkpoint has copied into the database file yet."""
@@ -595,15 +591,12 @@ class SqliteLog:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             conn.set_busy_timeout(10)
             with self._group_lock():
-                busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0][0]
-                if not busy:
-                    self._wal_pages = self._copied_pages = 0
+                restarted = self._restart_wal(conn)
         except apsw.Error:
             return False
         with self.metrics.lock:
             self.metrics.checkpoints += 1
-            self.metrics.wal_restarts += not busy
-        return not busy
+        return restarted
 
     def checkpoint_sync(self, mode: str = "TRUNCATE") -> None:
         """Copy the WAL into the database file now (``PASSIVE``, ``RESTART`` or ``TRUNCATE``)."""
@@ -718,6 +711,15 @@ def _decode_page(rows: list[Any]) -> list[RecordedEvent]:
         return _page_decoder.decode(text)
     finally:
         gc.enable()
+
+
+def _outcome_record(
+    key: str, result: str, outcome_text: str | None, recorded_at: str
+) -> OutcomeRecord:
+    """An ``outcomes`` row as the record ``lookup`` returns."""
+    outcome = None if outcome_text is None else decode_json(outcome_text)
+    replaced = msgspec.structs.replace(decode_result(result), key=key, outcome=outcome)
+    return OutcomeRecord(key, replaced, outcome, _parse_time(recorded_at))
 
 
 def _parse_time(text: str) -> datetime:

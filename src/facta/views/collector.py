@@ -71,10 +71,6 @@ class LiveSettler:
         self._last_full = time.monotonic()
 
     def settle(self) -> None:
-        global _unfreeze_at_exit
-        if not _unfreeze_at_exit:
-            atexit.register(gc.unfreeze)
-            _unfreeze_at_exit = True
         now = time.monotonic()
         if now - self._last_full >= self.full_every:
             gc.unfreeze()
@@ -83,4 +79,4 @@ class LiveSettler:
             self._last_full = now
         else:
             gc.collect(1)
-        gc.freeze()
+        settle_long_lived()

@@ -242,9 +242,9 @@ class ViewEngine:
             self.commit()
             if caught_up and not self._commit_behind:
                 self._settler.settle()  # a live commit: keep full collections off the path
-            elif not caught_up:
-                # A commit inside a backlog folded step by step (`facta serve`'s maintainers):
-                # freeze the cells it built, or the collector, back on after each fold, walks
+            else:
+                # A commit inside a backlog (read ahead, or folded step by step as `facta
+                # serve`'s maintainers do): freeze the cells it built, or the collector walks
                 # them all in full collections — pauses of ~0.1 s for every thread.
                 settle_long_lived()
         if self._after_batch is not None and page.events.num_rows:
@@ -281,14 +281,10 @@ class ViewEngine:
         # after each fold, it ran a collection at once (allocations kept counting while it was
         # off), often a full one over every cell — about 7 % of a rebuild's CPU. And the page
         # thread gets the GIL back sooner (see quick_handoff).
-        # What the backlog built (every cell state) is frozen before the collector is back on:
-        # its first collection would otherwise walk all of it at once (a pause of about a
-        # tenth of a second after a million events, for every thread of `facta serve`).
+        # Each commit freezes what the backlog built so far (see _advance), before the
+        # collector is back on.
         with collector_paused(), quick_handoff():
-            try:
-                return self._pages_ahead(until)
-            finally:
-                settle_long_lived()
+            return self._pages_ahead(until)
 
     def _pages_ahead(self, until: int | None) -> int:
         ahead = PagesAhead(self._reader, self._prepared, self.settings.batch_size)
