@@ -69,7 +69,10 @@ def wait_for_acks(
             if may_fail:  # a broken variant may trip over its own damage: check what it left
                 return
             errors = read_journal(journal).errors
-            raise AssertionError(f"writer exited by itself with {child.returncode}: {errors}")
+            stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+            raise AssertionError(
+                f"writer exited by itself with {child.returncode}: {errors}\n{stderr}"
+            )
         if journal.exists() and journal.read_bytes().count(b'{"ack"') >= acks:
             return
         time.sleep(0.005)

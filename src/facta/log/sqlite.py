@@ -125,10 +125,11 @@ class SqliteLog:
         )
 
     def _open(self, *, writer: bool) -> Any:
+        started = time.monotonic()
         try:
             return connect(self.path, self.config, writer=writer, vfs=self._vfs)
         except apsw.BusyError as exc:
-            raise LogBusy(self.path, self.config.lock_timeout) from exc
+            raise LogBusy(self.path, time.monotonic() - started) from exc
         except apsw.CantOpenError as exc:
             raise InvalidInput(f"cannot open log file {self.path!r}: {exc}") from None
 

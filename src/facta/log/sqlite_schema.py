@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 import apsw
@@ -98,7 +99,7 @@ def connect(path: str, config: LogConfig, *, writer: bool, vfs: str | None = Non
     # second process opening the log while another recovers it after a crash may not get.
     mode: Any = conn.execute("PRAGMA journal_mode").fetchone()
     if writer and mode[0] != "wal":
-        conn.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(conn, config.lock_timeout)
     # Readers need these too: the connection that runs a checkpoint syncs with its own settings.
     if config.durability == "strict":
         conn.execute("PRAGMA synchronous=FULL; PRAGMA fullfsync=1; PRAGMA checkpoint_fullfsync=1")
@@ -112,6 +113,26 @@ def connect(path: str, config: LogConfig, *, writer: bool, vfs: str | None = Non
         conn.execute("PRAGMA cache_size=-32768")
         conn.wal_autocheckpoint(0)
     return conn
+
+
+def switch_to_wal(conn: Any, timeout: float) -> None:
+    """Put a new file in WAL mode, retrying (bounded by ``timeout`` seconds) while another
+    connection opens it too.
+
+    Two connections that each hold a shared lock on a new file and both want the exclusive
+    lock the switch needs make SQLite answer "database is locked" at once, without calling the
+    busy handler (waiting could deadlock them). The loser retries after a moment; by then the
+    winner has switched the file, so the retry finds it in WAL mode and returns.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except apsw.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 # Version 2 -> 3: the outcomes table gets a rowid and a unique index on its key. Results written

@@ -31,13 +31,13 @@ import contextlib
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import apsw
 
+from facta.log.sqlite_schema import switch_to_wal
 from facta.views.locks import ViewLocks
 from facta.views.walcheckpoints import BackgroundCheckpoints
 
@@ -177,7 +177,7 @@ class ViewStore(ViewLocks):
         # Cells of a few KB (sketches) fit 16 KB pages without overflow chains; the page size
         # only takes effect when the file is created.
         self._conn.execute("PRAGMA page_size=16384")
-        self._wal_mode()
+        switch_to_wal(self._conn, 10.0)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         # A commit upserts thousands of cells: keep the B-tree pages it walks in memory (up to
         # 64 MB, allocated as used), and the statement journals the upsert and the history
@@ -201,20 +201,6 @@ class ViewStore(ViewLocks):
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
-
-    def _wal_mode(self) -> None:
-        """Switch the file to WAL. Two stores opening a new file at once (``facta serve``'s
-        maintainer and its readers) can each hold a shared lock and want the exclusive one: SQLite
-        then answers "database is locked" at once instead of waiting, so retry (bounded)."""
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                return
-            except apsw.BusyError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
 
     def close(self) -> None:
         if self._checkpoints is not None:
