@@ -74,11 +74,14 @@ def test_concurrent_lines_report_latency_and_refusals(quick_lines: list[dict[str
         assert line["written"] == line["n"] - line["refused"]
 
 
-def test_sequential_and_batch_lines_report_the_schema_floor(
-    quick_lines: list[dict[str, Any]],
-) -> None:
+def test_append_lines_report_the_schema_floor(quick_lines: list[dict[str, Any]]) -> None:
     floored = [x for x in quick_lines if "schema_floor_ratio" in x]
-    assert [x["name"] for x in floored] == ["append_sequential_strict", "append_batch_strict"]
+    assert [x["name"] for x in floored] == [
+        "append_sequential_strict",
+        "append_concurrent_strict",
+        "append_concurrent_sustained",
+        "append_batch_strict",
+    ]
     for line in floored:
         assert len(line["schema_floor_pair_ratios"]) == len(line["pair_ratios"])
         assert line["schema_floor_ratio"] > 0

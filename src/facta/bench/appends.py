@@ -15,9 +15,11 @@ import apsw
 
 from facta.bench.method import Run, alternate, fresh_path, make_line, percentile
 from facta.bench.raw import (
+    caller_rounds,
     commit_per_batch,
     commit_per_row,
     raw_tuples,
+    schema_group_commits,
     schema_per_batch,
     schema_per_row,
     schema_tuples,
@@ -117,7 +119,7 @@ async def _caller(
     stats = _CallerStats()
     stream = f"caller-{caller}"
     for index, row in enumerate(rows):
-        wrong = index % wrong_every == wrong_every // 2
+        wrong = _is_wrong(index, wrong_every)
         expect = stats.written + 1 if wrong else stats.written
         started = time.perf_counter()
         try:
@@ -202,6 +204,21 @@ def _facta_concurrent(rows: list[Row], callers: int, wrong_every: int) -> Run:
     )
 
 
+def _schema_concurrent(rows: list[Row], callers: int, wrong_every: int) -> Run:
+    """The schema floor of the concurrent lines: the appends the callers' runs write (the
+    wrongly expected ones left out, as facta refuses them), one append per caller per commit —
+    the largest group commit ``callers`` callers waiting on their appends can make."""
+    appends = caller_rounds(rows, callers, lambda index: _is_wrong(index, wrong_every))
+    with fresh_path("schema.db") as path:
+        seconds = schema_group_commits(path, appends, callers)
+    return Run(len(appends) / seconds)
+
+
+def _is_wrong(index: int, wrong_every: int) -> bool:
+    """Whether a caller's ``index``-th append is one of its deliberately wrong expectations."""
+    return index % wrong_every == wrong_every // 2
+
+
 def _wrong_per_caller(per_caller: int, wrong_every: int) -> int:
     return len(range(wrong_every // 2, per_caller, wrong_every))
 
@@ -211,7 +228,10 @@ def _concurrent_line(
 ) -> dict[str, Any]:
     rows = make_rows(callers * per_caller)
     result = alternate(
-        pairs, lambda: _raw_per_row(rows), lambda: _facta_concurrent(rows, callers, 100)
+        pairs,
+        lambda: _raw_per_row(rows),
+        lambda: _facta_concurrent(rows, callers, 100),
+        lambda: _schema_concurrent(rows, callers, 100),
     )
     p50 = [r.extra["p50_ms"] for r in result.facta]
     p99 = [r.extra["p99_ms"] for r in result.facta]

@@ -16,6 +16,7 @@ import hashlib
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 import apsw
@@ -132,6 +133,43 @@ def schema_tuples(rows: list[Row], streams: int, run: int = 1) -> list[tuple[Any
     return out
 
 
+def caller_rounds(
+    rows: list[Row], callers: int, skip: Callable[[int], bool]
+) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """The concurrent lines' appends as (key claim, event) parameters: caller ``c`` writes
+    ``rows[c * per_caller:(c + 1) * per_caller]`` to stream ``caller-c`` with keys
+    ``caller-c-i``, leaving out its ``i``-th append where ``skip(i)``; in rounds of one append
+    per caller, positions in that order."""
+    per_caller = len(rows) // callers
+    out: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+    versions = [0] * callers
+    for index in range(per_caller):
+        if skip(index):
+            continue
+        for caller in range(callers):
+            row = rows[caller * per_caller + index]
+            key = f"caller-{caller}-{index}"
+            digest = hashlib.sha256(key.encode()).digest()
+            claim = (key, digest, "[1,1,[]]", None, _RECORDED_AT)
+            versions[caller] += 1
+            meta = row.event.metadata
+            event = (
+                len(out) + 1,
+                uuid.UUID(row.id).bytes,
+                f"caller-{caller}",
+                versions[caller],
+                EVENT_TYPE,
+                1,
+                _RECORDED_AT,
+                row.data_json,
+                row.metadata_json,
+                meta.get("causation_id"),
+                meta.get("correlation_id"),
+            )
+            out.append((claim, event))
+    return out
+
+
 def open_schema(path: str) -> Any:
     """facta's schema and writer pragmas, with SQLite's own checkpointing like the baseline."""
     conn = connect(path, LogConfig(), writer=True)
@@ -154,6 +192,45 @@ def schema_per_row(path: str, params: list[tuple[Any, ...]]) -> float:
 def schema_per_batch(path: str, params: list[tuple[Any, ...]], batch: int) -> float:
     """The same for keyed appends of ``batch`` events: one claim and one executemany each."""
     return _timed_commits(open_schema(path), params, batch, INSERT_EVENT, claim=True)
+
+
+def schema_group_commits(
+    path: str, appends: list[tuple[tuple[Any, ...], tuple[Any, ...]]], per_commit: int
+) -> float:
+    """What facta's writer runs for one-event keyed appends group-committed ``per_commit`` at a
+    time (each append a key's claim and its event), with no Python work in between; returns the
+    seconds the commits took.
+
+    facta copies and restarts the WAL from a background thread, beside the appends; here the
+    WAL is restarted between commits, outside the time measured, whenever it holds
+    ``wal_checkpoint_bytes`` — so the floor leaves checkpoints out entirely and stays a ceiling.
+    """
+    conn = open_schema(path)
+    conn.wal_autocheckpoint(0)
+    limit = LogConfig().wal_checkpoint_bytes // conn.execute("PRAGMA page_size").fetchone()[0]
+    wal_pages = 0
+
+    def on_commit(_conn: Any, _name: str, pages: int) -> int:
+        nonlocal wal_pages
+        wal_pages = pages
+        return apsw.SQLITE_OK
+
+    conn.set_wal_hook(on_commit)
+    timed = 0.0
+    try:
+        for start in range(0, len(appends), per_commit):
+            started = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            for claim, event in appends[start : start + per_commit]:
+                conn.execute(CLAIM_KEY, claim)
+                conn.execute(INSERT_EVENT, event)
+            conn.execute("COMMIT")
+            timed += time.perf_counter() - started
+            if wal_pages >= limit:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        return timed
+    finally:
+        conn.close()
 
 
 def fetch_stdlib(path: str, page: int) -> tuple[float, int]:
