@@ -106,6 +106,24 @@ def _timed_commits(
 # -- the schema floor: facta's statements and schema, no Python in between ----------------------
 
 
+def _schema_event(position: int, row: Row, stream: str, version: int) -> tuple[Any, ...]:
+    """One row as facta's event INSERT parameters (16-byte id, causality columns)."""
+    meta = row.event.metadata
+    return (
+        position,
+        uuid.UUID(row.id).bytes,
+        stream,
+        version,
+        EVENT_TYPE,
+        1,
+        _RECORDED_AT,
+        row.data_json,
+        row.metadata_json,
+        meta.get("causation_id"),
+        meta.get("correlation_id"),
+    )
+
+
 def schema_tuples(rows: list[Row], streams: int, run: int = 1) -> list[tuple[Any, ...]]:
     """The rows as facta's event INSERT parameters (16-byte ids, causality columns), ``run``
     rows at a time per stream, the streams taken round-robin (as facta's lines append them)."""
@@ -114,22 +132,7 @@ def schema_tuples(rows: list[Row], streams: int, run: int = 1) -> list[tuple[Any
     for index, row in enumerate(rows):
         stream = (index // run) % streams
         versions[stream] += 1
-        meta = row.event.metadata
-        out.append(
-            (
-                index + 1,
-                uuid.UUID(row.id).bytes,
-                f"stream-{stream}",
-                versions[stream],
-                EVENT_TYPE,
-                1,
-                _RECORDED_AT,
-                row.data_json,
-                row.metadata_json,
-                meta.get("causation_id"),
-                meta.get("correlation_id"),
-            )
-        )
+        out.append(_schema_event(index + 1, row, f"stream-{stream}", versions[stream]))
     return out
 
 
@@ -152,20 +155,7 @@ def caller_rounds(
             digest = hashlib.sha256(key.encode()).digest()
             claim = (key, digest, "[1,1,[]]", None, _RECORDED_AT)
             versions[caller] += 1
-            meta = row.event.metadata
-            event = (
-                len(out) + 1,
-                uuid.UUID(row.id).bytes,
-                f"caller-{caller}",
-                versions[caller],
-                EVENT_TYPE,
-                1,
-                _RECORDED_AT,
-                row.data_json,
-                row.metadata_json,
-                meta.get("causation_id"),
-                meta.get("correlation_id"),
-            )
+            event = _schema_event(len(out) + 1, row, f"caller-{caller}", versions[caller])
             out.append((claim, event))
     return out
 
