@@ -43,7 +43,7 @@ from facta.log.event import (
     check_event_type,
     check_stream_name,
 )
-from facta.log.group_commit import AppendTicket, GroupCommit
+from facta.log.group_commit import AppendTicket, GroupCommit, Pending
 from facta.log.metrics import LogMetrics
 from facta.log.protocol import LogStats, StreamInfo
 from facta.log.request import PreparedAppend, prepare_append
@@ -56,6 +56,9 @@ from facta.log.sqlite_schema import (
 from facta.log.sqlite_write import STREAM_VERSION, SqliteWriter, decode_result
 from facta.log.subscription import subscribe_log
 from facta.log.wakeup import CommitSignal, DataVersionPoller
+
+# How long the writer keeps trying, before one batch, to restart a WAL past its hold size.
+RESTART_PATIENCE = 0.1
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,6 +109,7 @@ class SqliteLog:
         self._restart_bytes = min(2 * checkpoint, max(checkpoint, most // 2))
         # Past this, the writer restarts the WAL itself before its next batch.
         self._hold_bytes = max(self._restart_bytes, most * 3 // 4)
+        self._restart_due = False
         self._checkpoint_wanted = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="facta-checkpointer", daemon=True
@@ -115,7 +119,7 @@ class SqliteLog:
             self._writer, self.path, self.clock, self.metrics, self.signal
         )
         self._group = GroupCommit(
-            self._write.run_batch,
+            self._run_batch,
             queue_limit=self.config.queue_limit,
             max_batch_appends=self.config.max_batch_appends,
             max_batch_events=self.config.max_batch_events,
@@ -527,15 +531,42 @@ class SqliteLog:
         if self._uncopied_bytes() >= self.config.wal_checkpoint_bytes and not wanted.is_set():
             wanted.set()
         if pages * self._page_size >= self._hold_bytes:
-            self._restart_here(conn)
+            self._restart_due = True  # by the writer, before its next batch (see _run_batch)
         return apsw.SQLITE_OK
 
-    def _restart_here(self, conn: Any) -> None:
-        """The background checkpoints fell behind the appends: restart the WAL in the writer's
-        thread, right after this commit, before the next batch (back-pressure that keeps the
-        WAL under ``wal_max_bytes``; SQLite's own automatic checkpoints work this way)."""
-        with contextlib.suppress(apsw.Error):
-            self._restart_wal(conn)
+    def _run_batch(
+        self, batch: list[Pending], acknowledge: Callable[[list[Pending]], None]
+    ) -> None:
+        """One group-commit batch, in the writer's thread; first, if the WAL grew past
+        ``_hold_bytes`` (the background checkpoints fell behind), restart it here."""
+        if self._restart_due:
+            self._restart_before_batch(self._writer)
+        self._write.run_batch(batch, acknowledge)
+
+    def _restart_before_batch(self, conn: Any) -> None:
+        """Restart the WAL in the writer's thread before its next batch: back-pressure that keeps
+        the WAL under ``wal_max_bytes``, as SQLite's own automatic checkpoints do.
+
+        SQLite answers "busy" at once, without its busy handler, while another checkpoint runs
+        (the background thread's copy) and, inside a commit's WAL hook, while a reader holds the
+        WAL. So it is done here, not in the hook, and tried again every millisecond while busy,
+        for at most :data:`RESTART_PATIENCE` seconds per batch (each try waiting 10 ms for
+        readers): a slow copy or a live subscriber no longer keeps the WAL growing, and a
+        reader that never lets go delays each batch by that much at most.
+        """
+        deadline = time.monotonic() + RESTART_PATIENCE
+        conn.set_busy_timeout(10)
+        try:
+            while True:
+                with contextlib.suppress(apsw.Error):
+                    if self._restart_wal(conn):
+                        self._restart_due = False
+                        return
+                if time.monotonic() >= deadline:
+                    return  # tried again before the next batch
+                time.sleep(0.001)
+        finally:
+            conn.set_busy_timeout(int(self.config.lock_timeout * 1000))
 
     def _restart_wal(self, conn: Any) -> bool:
         """Copy what is left of the WAL and have the next commit write it from its start (the
