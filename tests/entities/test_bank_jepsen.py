@@ -16,7 +16,9 @@ from facta.testing.bank_chaos import run_bank_check
 
 @pytest.mark.slow
 def test_bank_under_sigkill_is_strictly_serializable_and_exactly_once(tmp_path: Path) -> None:
-    report = run_bank_check(tmp_path, seconds=40, clients=4, seed=2026, min_ok=500)
+    # Four operations at once in each client: transactions chain on appends in flight, and
+    # kills land in the middle of such chains.
+    report = run_bank_check(tmp_path, seconds=40, clients=4, seed=2026, min_ok=500, tasks=4)
     assert report.violations == []
     # Non-vacuity: the run did enough of every kind of thing to mean something.
     assert report.kills_in_flight >= 10, report.summary()
@@ -25,6 +27,7 @@ def test_bank_under_sigkill_is_strictly_serializable_and_exactly_once(tmp_path: 
     assert report.conflict_retries >= 1, report.summary()
     assert report.retried_indeterminate >= 1, report.summary()
     assert report.failed_transfers >= 1, report.summary()
+    assert report.chained_appends >= 50, report.summary()
 
 
 # Each broken variant, and the words its violations must contain.

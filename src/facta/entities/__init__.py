@@ -4,6 +4,7 @@ from facta.entities.cache import RuntimeConfig
 from facta.entities.decider import KindSpec, decide_and_evolve, spec_of
 from facta.entities.errors import (
     AlreadyApplied,
+    CommandInFlight,
     ConcurrencyConflict,
     DomainError,
     Overloaded,
@@ -22,6 +23,7 @@ from facta.entities.transaction import Transaction, TxEntity
 __all__ = [
     "Accepted",
     "AlreadyApplied",
+    "CommandInFlight",
     "CommandRefused",
     "Committed",
     "ConcurrencyConflict",

@@ -66,6 +66,18 @@ class ReentrantSend(FactaError):
         )
 
 
+class CommandInFlight(FactaError):
+    """An earlier attempt of this command, given up on by its caller, is still being appended:
+    whether it will be written is not known yet, so the command cannot be decided again."""
+
+    def __init__(self, command_id: str, waited: float) -> None:
+        self.command_id = command_id
+        super().__init__(
+            f"command id {command_id!r}: an earlier attempt's append is still in flight after "
+            f"{waited:.1f} s; send it again later"
+        )
+
+
 class AlreadyApplied(FactaError):
     """``async with runtime.transaction(command_id=...)`` found the command id already recorded.
 

@@ -23,6 +23,7 @@ from facta.entities.cache import ActiveEntity, EntityCache, RuntimeConfig
 from facta.entities.decider import KindSpec, spec_of
 from facta.entities.errors import (
     AlreadyApplied,
+    CommandInFlight,
     ConcurrencyConflict,
     DomainError,
     ReentrantSend,
@@ -41,11 +42,14 @@ from facta.entities.outcome import (
 )
 from facta.entities.snapshots import SnapshotStore
 from facta.entities.transaction import StaleRead, Transaction, causality
+from facta.log import AppendTicket
 from facta.log.errors import IdempotencyKeyReused, WrongExpectedVersion
 from facta.log.event import AppendResult, OutcomeRecord, StreamAppend
 from facta.log.sqlite import SqliteLog
 
 T = TypeVar("T")
+# Past this many abandoned appends remembered, the answered ones are forgotten.
+ABANDONED_SWEEP_AT = 1024
 
 _holding: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "facta_entities_holding", default=frozenset()
@@ -64,6 +68,7 @@ class RuntimeStats:
     transaction_conflicts: int = 0
     transaction_aborts: int = 0
     stale_reads: int = 0  # conflicts found in this process's cache, before appending
+    chained_appends: int = 0  # transactions appended behind another's append still in flight
 
 
 class Runtime:
@@ -90,6 +95,8 @@ class Runtime:
         self.cache = EntityCache(self.config, self.monotonic)
         self.snapshots = SnapshotStore(log.path) if snapshots and log.path != ":memory:" else None
         self.stats = RuntimeStats()
+        # Appends of commands whose callers gave up while they were in flight, by command id.
+        self.abandoned_appends: dict[str, AppendTicket] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._active = 0  # commands and transactions in progress
         self.lookups = OutcomeLookups(log)
@@ -134,6 +141,7 @@ class Runtime:
         causation_id: str | None,
     ) -> Committed:
         if command_id is not None:
+            await self._after_abandoned(command_id)
             recorded = await self._recorded(command_id)
             if recorded is not None:
                 return committed_from(recorded.result, command_id, replayed=True)
@@ -185,6 +193,7 @@ class Runtime:
         ``tx.result`` holds the :class:`Committed` afterwards.
         """
         if command_id is not None:
+            await self._after_abandoned(command_id)
             recorded = await self._recorded(command_id)
             if recorded is not None:
                 raise AlreadyApplied(
@@ -261,6 +270,30 @@ class Runtime:
         task.add_done_callback(self._background.discard)
 
     # -- idempotency hooks (tests break them on purpose) ----------------------------------------
+
+    def remember_abandoned(self, command_id: str, ticket: AppendTicket) -> None:
+        """Note an append its caller stopped waiting for while it was in flight (see
+        :meth:`_after_abandoned`); answered ones are forgotten once there are many."""
+        abandoned = self.abandoned_appends
+        if len(abandoned) >= ABANDONED_SWEEP_AT:
+            for key in [k for k, t in abandoned.items() if t.answered()]:
+                del abandoned[key]
+        abandoned[command_id] = ticket
+
+    async def _after_abandoned(self, command_id: str) -> None:
+        """Wait for the append of an earlier attempt of this command that its caller gave up on
+        (a timeout, a cancellation) while it was in flight, so the outcome lookup that follows
+        sees it if it was written. Without this, a retry could decide again on the state that
+        append leaves, and report a refusal (a domain error, which a transaction does not
+        record) for a command that was in fact applied."""
+        ticket = self.abandoned_appends.get(command_id)
+        if ticket is None:
+            return
+        wait = self.log.config.append_timeout
+        if not await ticket.wait_answered(wait):
+            raise CommandInFlight(command_id, wait)
+        if self.abandoned_appends.get(command_id) is ticket:
+            del self.abandoned_appends[command_id]
 
     async def _recorded(self, command_id: str) -> OutcomeRecord | None:
         if self._active <= 1:  # nothing else to stall: a point read inline is cheapest

@@ -169,6 +169,8 @@ class Transaction:
         if not entries and key is None and tracking is None:
             return AppendResult(None, None, ())
         after = [p.read_tip.ticket for p in self.participants.values() if p.read_tip is not None]
+        if after:
+            self.runtime.stats.chained_appends += 1
         ticket = AppendTicket()
         writing = [
             (p.entry, InFlight(ticket, p.read_version + len(p.staged), p.state))
@@ -193,6 +195,10 @@ class Transaction:
         finally:
             for entry, in_flight in writing:
                 entry.chain_ended(in_flight, written)
+            if key is not None and not ticket.answered():
+                # Given up on (cancelled, timed out) while the append goes on: a retry of the
+                # same command in this process waits for its answer before deciding.
+                self.runtime.remember_abandoned(key, ticket)
         return result
 
     async def _check_reads(self) -> None:

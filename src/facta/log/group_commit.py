@@ -26,7 +26,17 @@ from facta.log.request import PreparedAppend
 class Pending:
     """One append waiting for its answer."""
 
-    __slots__ = ("done", "error", "future", "loop", "request", "result", "submitted")
+    __slots__ = (
+        "answered",
+        "done",
+        "error",
+        "future",
+        "loop",
+        "request",
+        "result",
+        "submitted",
+        "watchers",
+    )
 
     def __init__(
         self,
@@ -43,6 +53,10 @@ class Pending:
         self.result: Any = None
         self.error: BaseException | None = None
         self.submitted = time.perf_counter()
+        # An async append's answer reached its loop (even if its caller stopped waiting), and
+        # the futures of those waiting for that (see AppendTicket.wait_answered).
+        self.answered = False
+        self.watchers: list[asyncio.Future[None]] | None = None
 
 
 class AppendTicket:
@@ -63,6 +77,31 @@ class AppendTicket:
         if self._pending is not None:
             raise ValueError("an AppendTicket can be given to one append only")
         self._pending = pending
+
+    def answered(self) -> bool:
+        """The writer has answered the append (written, refused or failed) and the answer has
+        reached its event loop, whether or not its caller was still waiting for it."""
+        return self._pending is not None and self._pending.answered
+
+    async def wait_answered(self, timeout: float) -> bool:
+        """Wait (on the append's own event loop) until :meth:`answered`, at most ``timeout``
+        seconds; whether it was. For an append whose caller was cancelled: it may still be
+        written, and whoever retries the same command must not decide before knowing."""
+        pending = self._pending
+        if pending is None or pending.answered:
+            return pending is not None
+        watcher: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if pending.watchers is None:
+            pending.watchers = []
+        pending.watchers.append(watcher)
+        try:
+            await asyncio.wait_for(watcher, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if watcher in pending.watchers:
+                pending.watchers.remove(watcher)
+        return True
 
     def written(self) -> bool:
         """Applied by the writer (in this batch or an earlier committed one), not replayed."""
@@ -366,6 +405,11 @@ class _Deadlines:
 
 def _resolve_futures(items: list[Pending]) -> None:
     for pending in items:
+        pending.answered = True
+        if pending.watchers:
+            for watcher in pending.watchers:
+                if not watcher.done():
+                    watcher.set_result(None)
         future = pending.future
         if future is None or future.done():
             continue

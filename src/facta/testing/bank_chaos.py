@@ -68,10 +68,12 @@ def run_bank_check(
     kill_every: tuple[float, float] = (0.15, 0.5),
     timeouts: float = 0.05,
     min_ok: int = 0,
+    tasks: int = 1,
 ) -> BankReport:
-    """Run the check; the chaos goes on past ``seconds`` (up to 5x, and at least a minute)
-    until ``min_ok`` transfers were acknowledged, so a slow or loaded machine cannot make a
-    run vacuous (restarted clients there spend most of their life importing)."""
+    """Run the check, ``tasks`` operations at once in each client process; the chaos goes on
+    past ``seconds`` (up to 5x, and at least a minute) until ``min_ok`` transfers were
+    acknowledged, so a slow or loaded machine cannot make a run vacuous (restarted clients
+    there spend most of their life importing)."""
     import asyncio
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,7 @@ def run_bank_check(
             str(accounts),
             mode,
             str(timeouts),
+            str(tasks),
         ]
         return subprocess.Popen(
             [sys.executable, "-m", "facta.testing.bank_client", *args],

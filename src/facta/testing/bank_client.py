@@ -4,10 +4,14 @@ It makes random transfers and reads through the runtime and writes every operati
 history file (``invoke`` before, ``ok`` / ``fail`` / ``info`` after). Killed at any moment, it
 is restarted with the same history and first re-sends the transfers it never saw complete.
 
-    python -m facta.testing.bank_client LOG HISTORY CLIENT SEED VARIANT ACCOUNTS MODE TIMEOUTS
+    python -m facta.testing.bank_client LOG HISTORY CLIENT SEED VARIANT ACCOUNTS MODE TIMEOUTS \
+        [TASKS]
 
 MODE is ``run`` (until killed) or ``drain`` (re-send pending transfers, then exit); TIMEOUTS is
 the fraction of transfers the client gives up on after 2 ms (indeterminate, re-sent later).
+TASKS (default 1) operations run at once in the process, on one runtime: a transaction then
+often reads an account whose last transaction's append is still in flight and chains its own
+append behind it, so kills land in the middle of such chains too.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ class Client:
         self.retry: list[dict[str, Any]] = []
         self.replayed = [0] * accounts
         self.replayed_to = 0
+        self._replaying = asyncio.Lock()  # one log read at a time moves ``replayed``
+        self._next_op = 0
+        self._noted: dict[str, int] = {}
 
     async def do_transfer(
         self, op: str, source: int, target: int, amount: int, retry: bool
@@ -96,7 +103,6 @@ class Client:
                 "retry": retry,
             }
         )
-        before = self.runtime.stats.transaction_conflicts
         quick = not retry and self.rng.random() < self.timeouts
         try:
             committed = await asyncio.wait_for(
@@ -122,9 +128,20 @@ class Client:
                     "position": committed.last_position,
                 }
             )
-        conflicts = self.runtime.stats.transaction_conflicts - before
-        if conflicts:
-            self.history.write({"type": "note", "f": "conflicts", "op": op, "n": conflicts})
+        self._note_counters(op)
+
+    def _note_counters(self, op: str) -> None:
+        """Write the runtime's conflicts and chained appends since the last note (with several
+        tasks they are the process's, not this transfer's alone; their sum is the total)."""
+        stats = self.runtime.stats
+        for name, value in (
+            ("conflicts", stats.transaction_conflicts),
+            ("chained", stats.chained_appends),
+        ):
+            new = value - self._noted.get(name, 0)
+            if new:
+                self.history.write({"type": "note", "f": name, "op": op, "n": new})
+                self._noted[name] = value
 
     async def cached_read(self, op: str) -> None:
         self.history.write({"type": "invoke", "f": "read", "op": op, "via": "cache"})
@@ -140,6 +157,10 @@ class Client:
     async def log_read(self, op: str) -> None:
         """Balances from the log at one position (the head when the read began)."""
         self.history.write({"type": "invoke", "f": "read", "op": op, "via": "log"})
+        async with self._replaying:
+            await self._replay_log_read(op)
+
+    async def _replay_log_read(self, op: str) -> None:
         head = await self.log.head()
         while self.replayed_to < head:
             page = await self.log.read_all(
@@ -163,17 +184,28 @@ class Client:
             }
         )
 
-    async def run(self, start: int, pending: list[dict[str, Any]], drain: bool) -> None:
+    async def run(
+        self, start: int, pending: list[dict[str, Any]], drain: bool, tasks: int = 1
+    ) -> None:
         for record in pending:
             await self.do_transfer(
                 record["op"], record["from"], record["to"], record["amount"], True
             )
         if drain:
             return
-        n = start
+        self._next_op = start
+        await asyncio.gather(*(self._work() for _ in range(tasks)))
+
+    def _new_op(self) -> str:
+        """The next operation's id. Ids are numbered in invocation order: each is taken right
+        before its invoke record is written (no await between), so after a kill the history
+        holds every number up to the last, and the restarted client (which starts from the count
+        of operations in its history) never reuses one."""
+        self._next_op += 1
+        return f"c{self.history.client}-{self._next_op}"
+
+    async def _work(self) -> None:
         while True:
-            n += 1
-            op = f"c{self.history.client}-{n}"
             if self.retry and self.rng.random() < 0.3:
                 again = self.retry.pop(0)
                 await self.do_transfer(
@@ -183,15 +215,16 @@ class Client:
             if choice < 0.8:
                 source, target = self.rng.sample(range(self.accounts), 2)
                 amount = self.rng.randint(1, MAX_AMOUNT)
-                await self.do_transfer(op, source, target, amount, False)
+                await self.do_transfer(self._new_op(), source, target, amount, False)
             elif choice < 0.9:
-                await self.cached_read(op)
+                await self.cached_read(self._new_op())
             else:
-                await self.log_read(op)
+                await self.log_read(self._new_op())
 
 
 async def main(argv: list[str]) -> None:
-    log_path, history_path, client, seed, variant, accounts, mode, timeouts = argv
+    log_path, history_path, client, seed, variant, accounts, mode, timeouts, *rest = argv
+    tasks = int(rest[0]) if rest else 1
     history = Path(history_path)
     pending, count = pending_transfers(history)
     log = open_log(log_path, variant)
@@ -206,7 +239,7 @@ async def main(argv: list[str]) -> None:
         float(timeouts),
     )
     try:
-        await worker.run(count, pending, mode == "drain")
+        await worker.run(count, pending, mode == "drain", tasks)
     finally:
         await runtime.aclose()
         log.close()

@@ -32,6 +32,7 @@ class BankReport:
     retried_indeterminate: int = 0
     reads: int = 0
     conflict_retries: int = 0
+    chained_appends: int = 0  # transfers appended behind another still in flight
     kills: int = 0
     kills_in_flight: int = 0
     events: int = 0
@@ -73,6 +74,9 @@ def check(log_path: Path, histories: list[Path], accounts: int, total: int) -> B
         kind, f = record["type"], record["f"]
         if f == "conflicts":
             report.conflict_retries += int(record["n"])
+            continue
+        if f == "chained":
+            report.chained_appends += int(record["n"])
             continue
         if f == "read":
             if kind == "ok":
