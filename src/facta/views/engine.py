@@ -27,6 +27,7 @@ import msgspec
 from facta.views.collector import LiveSettler, collector_paused, settle_long_lived
 from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key
+from facta.views.measures import encode_cells
 from facta.views.moments import SumOverflow
 from facta.views.pipeline import Evaluated, Pipeline
 from facta.views.prefetch import CommitsBehind, PagesAhead, quick_handoff
@@ -321,14 +322,13 @@ class ViewEngine:
             self._commit()
 
     def _commit(self) -> None:
-        measures = self.view.measures
-        cells = []
-        for key in self._dirty:
-            cell = self.cells[key]
-            raw = msgspec.msgpack.encode(
-                [m.dump(s) for m, s in zip(measures, cell.states, strict=True)]
-            )
-            cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
+        keys = list(self._dirty)
+        changed = [self.cells[key] for key in keys]
+        raws = encode_cells(self.view.measures, [cell.states for cell in changed])
+        cells = [
+            StoredCell(key[0], key[1], cell.changed_at, raw)
+            for key, cell, raw in zip(keys, changed, raws, strict=True)
+        ]
         # Calendar roll-ups above the changed buckets, in the same transaction.
         cells += self._rollups.changed(self.cells, Cell)
         # In the table's key order: SQLite then walks its B-tree once instead of jumping about
