@@ -194,8 +194,11 @@ class ViewEngine:
         return self._advance(page, self._prepared(page))
 
     def _prepared(self, page: Page) -> Prepared | None:
-        """A page evaluated and made ready to fold (state is not touched: any thread may)."""
-        evaluated = self._evaluate(page)
+        """A page evaluated and made ready to fold."""
+        return self._ready(page, self._evaluate(page))
+
+    def _ready(self, page: Page, evaluated: Evaluated | None) -> Prepared | None:
+        """An evaluated page made ready to fold (state is not touched: any thread may)."""
         if evaluated is None:
             return None
         rows = page.events.num_rows
@@ -256,9 +259,9 @@ class ViewEngine:
         """Fold until caught up with the log head (or ``until``); return events folded.
 
         After a full first batch (a backlog), the next pages are read and evaluated in a second
-        thread and commits are written in a third while this one folds (see ``prefetch``):
-        DuckDB and SQLite release the GIL, so the stages overlap on two cores. Each page is
-        still folded and committed in order, each commit in one transaction.
+        thread and commits are written in a third while this one prepares and folds (see
+        ``prefetch``): DuckDB and SQLite release the GIL, so the stages overlap on two cores.
+        Each page is still folded and committed in order, each commit in one transaction.
         """
         backlog = (self.head() if until is None else min(until, self.head())) - self.checkpoint
         if backlog > self.settings.batch_size and self._after_batch is None:
@@ -288,14 +291,16 @@ class ViewEngine:
             return self._pages_ahead(until)
 
     def _pages_ahead(self, until: int | None) -> int:
-        ahead = PagesAhead(self._reader, self._prepared, self.settings.batch_size)
+        # The worker only reads and evaluates (SQLite and DuckDB, which release the GIL); this
+        # thread prepares and folds (numpy and sketches, which mostly hold it). See prefetch.
+        ahead = PagesAhead(self._reader, self._evaluate, self.settings.batch_size)
         ahead.start(self.checkpoint, until)
         total = 0
         self._commit_behind = True
         try:
             while True:
                 page, evaluated = ahead.next()
-                folded = self._advance(page, evaluated)
+                folded = self._advance(page, self._ready(page, evaluated))
                 total += folded
                 if folded < self.settings.batch_size:
                     return total
