@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facta.views.batch import Column, Groups
-from facta.views.measures import Batch, Measure, make_measure
+from facta.views.measures import Batch, Measure, encode_cells, make_measure
 from facta.views.moments import SumOverflow
 
 EXACT_KINDS = ("count", "sum", "min", "max", "latest", "first")
@@ -242,6 +242,30 @@ def test_states_survive_serialisation(kind: str) -> None:
         raw = msgspec.msgpack.encode(measure.dump(state))
         again = measure.load(msgspec.msgpack.decode(raw))
         assert measure.finalize(again) == measure.finalize(state)
+
+
+def test_a_commit_encodes_cells_as_their_states_dump_one_by_one() -> None:
+    # encode_cells serialises measure by measure; the store must get the very bytes of the
+    # per-cell encode (what older files hold, and what a restart decodes).
+    kinds = [*EXACT_KINDS, *FLOAT_KINDS, "quantiles", "top_k", "distinct", "covariance"]
+    measures = [
+        make_measure(f"m{i}", kind, ("x", "y") if kind == "covariance" else fields_for(kind))
+        for i, kind in enumerate(kinds)
+    ]
+    values = [float(v % 17) for v in range(200)] + [None]
+    groups = [v % 3 for v in range(201)] + [4]  # group 3 has no rows: empty states
+    column = float_column([*values, None])
+    per_measure = [fold(m, column, groups, splits=[50], column2=column) for m in measures]
+    distinct = measures[kinds.index("distinct")]
+    distinct.merge(per_measure[kinds.index("distinct")][1], per_measure[kinds.index("distinct")][0])
+    cells = [list(states) for states in zip(*per_measure, strict=True)]
+    expected = [
+        msgspec.msgpack.encode([m.dump(s) for m, s in zip(measures, cell, strict=True)])
+        for cell in cells
+    ]
+    assert encode_cells(measures, cells) == expected
+    assert len(expected) == 5
+    assert encode_cells(measures, []) == []
 
 
 def test_quantiles_stay_within_the_sketch_rank_error() -> None:

@@ -188,15 +188,30 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _rebuild(log_path: Path, view: CompiledView, *, memory: bool) -> None:
+class _HeldEngine(ViewEngine):
+    """An engine whose state is only kept in memory: its cells are never serialised nor
+    written anywhere (nothing reads them here); each commit only moves the committed mark."""
+
+    def _commit(self) -> None:
+        self._dirty.clear()
+        self.committed = self.checkpoint
+
+
+def _rebuild(log_path: Path, view: CompiledView, *, memory: bool) -> int:
+    """Fold the whole log into ``view``: committing the changed cells and the checkpoint to the
+    views file every 50k events, or (``memory``) keeping the state in the engine's cells only
+    — the same reading, parsing, grouping and sketch updates, no serialisation, no store.
+    Returns the number of events folded."""
     store = ViewStore(":memory:" if memory else views_path(log_path))
     if not memory:
         store.drop(view.name)
     every = 10**12 if memory else 50_000
     settings = EngineSettings(commit_every_events=every, commit_every_ms=1e12)
-    with ViewEngine(log_path, view, store, settings).open() as engine:
-        engine.run()
+    engine_class = _HeldEngine if memory else ViewEngine
+    with engine_class(log_path, view, store, settings).open() as engine:
+        folded = engine.run()
     store.close()
+    return folded
 
 
 def _p99(samples: list[float]) -> float:

@@ -27,6 +27,7 @@ import msgspec
 from facta.views.collector import LiveSettler, collector_paused, settle_long_lived
 from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key
+from facta.views.measures import encode_cells
 from facta.views.moments import SumOverflow
 from facta.views.pipeline import Evaluated, Pipeline
 from facta.views.prefetch import CommitsBehind, PagesAhead, quick_handoff
@@ -193,8 +194,11 @@ class ViewEngine:
         return self._advance(page, self._prepared(page))
 
     def _prepared(self, page: Page) -> Prepared | None:
-        """A page evaluated and made ready to fold (state is not touched: any thread may)."""
-        evaluated = self._evaluate(page)
+        """A page evaluated and made ready to fold."""
+        return self._ready(page, self._evaluate(page))
+
+    def _ready(self, page: Page, evaluated: Evaluated | None) -> Prepared | None:
+        """An evaluated page made ready to fold (state is not touched: any thread may)."""
         if evaluated is None:
             return None
         rows = page.events.num_rows
@@ -255,9 +259,9 @@ class ViewEngine:
         """Fold until caught up with the log head (or ``until``); return events folded.
 
         After a full first batch (a backlog), the next pages are read and evaluated in a second
-        thread and commits are written in a third while this one folds (see ``prefetch``):
-        DuckDB and SQLite release the GIL, so the stages overlap on two cores. Each page is
-        still folded and committed in order, each commit in one transaction.
+        thread and commits are written in a third while this one prepares and folds (see
+        ``prefetch``): DuckDB and SQLite release the GIL, so the stages overlap on two cores.
+        Each page is still folded and committed in order, each commit in one transaction.
         """
         backlog = (self.head() if until is None else min(until, self.head())) - self.checkpoint
         if backlog > self.settings.batch_size and self._after_batch is None:
@@ -287,14 +291,16 @@ class ViewEngine:
             return self._pages_ahead(until)
 
     def _pages_ahead(self, until: int | None) -> int:
-        ahead = PagesAhead(self._reader, self._prepared, self.settings.batch_size)
+        # The worker only reads and evaluates (SQLite and DuckDB, which release the GIL); this
+        # thread prepares and folds (numpy and sketches, which mostly hold it). See prefetch.
+        ahead = PagesAhead(self._reader, self._evaluate, self.settings.batch_size)
         ahead.start(self.checkpoint, until)
         total = 0
         self._commit_behind = True
         try:
             while True:
                 page, evaluated = ahead.next()
-                folded = self._advance(page, evaluated)
+                folded = self._advance(page, self._ready(page, evaluated))
                 total += folded
                 if folded < self.settings.batch_size:
                     return total
@@ -321,14 +327,13 @@ class ViewEngine:
             self._commit()
 
     def _commit(self) -> None:
-        measures = self.view.measures
-        cells = []
-        for key in self._dirty:
-            cell = self.cells[key]
-            raw = msgspec.msgpack.encode(
-                [m.dump(s) for m, s in zip(measures, cell.states, strict=True)]
-            )
-            cells.append(StoredCell(key[0], key[1], cell.changed_at, raw))
+        keys = list(self._dirty)
+        changed = [self.cells[key] for key in keys]
+        raws = encode_cells(self.view.measures, [cell.states for cell in changed])
+        cells = [
+            StoredCell(key[0], key[1], cell.changed_at, raw)
+            for key, cell, raw in zip(keys, changed, raws, strict=True)
+        ]
         # Calendar roll-ups above the changed buckets, in the same transaction.
         cells += self._rollups.changed(self.cells, Cell)
         # In the table's key order: SQLite then walks its B-tree once instead of jumping about

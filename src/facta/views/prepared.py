@@ -2,10 +2,10 @@
 the view's state.
 
 Everything here depends only on the evaluated page and the view's definition — never on the
-cells the engine holds — so a rebuild computes it in the thread that reads and evaluates the
-next pages (see ``prefetch``) while the engine folds the previous one. What is left for the
-engine's own thread is what must touch state: finding each group's cell and merging the
-batch's aggregates and sketch updates into it.
+cells the engine holds — so any thread may compute it. A rebuild computes it in the engine's
+thread, between folds, while another thread reads and evaluates the next pages (see
+``prefetch``: this work holds the GIL, as the fold does). The fold is what must touch state:
+finding each group's cell and merging the batch's aggregates and sketch updates into it.
 """
 
 from __future__ import annotations

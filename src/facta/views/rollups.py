@@ -33,7 +33,7 @@ from facta.views import calendar
 from facta.views.batch import Groups
 from facta.views.compile import CompiledView
 from facta.views.grouping import Key
-from facta.views.measures import merged_states
+from facta.views.measures import encode_cells, merged_states
 from facta.views.store import BASE_LEVEL, StoredCell, ViewStore
 
 # Per bucket width: each roll-up level and the level it nests in for queries (its children).
@@ -133,12 +133,13 @@ class Rollups:
         written = []
         for level in self.levels:
             cells, dirty = self.cells[level], self.dirty[level]
-            for key in dirty:
-                cell = cells[key]
-                state = msgspec.msgpack.encode(
-                    [m.dump(s) for m, s in zip(self._measures, cell.states, strict=True)]
-                )
-                written.append(StoredCell(key[0], key[1], cell.changed_at, state, level))
+            keys = list(dirty)
+            changed = [cells[key] for key in keys]
+            raws = encode_cells(self._measures, [cell.states for cell in changed])
+            written += [
+                StoredCell(key[0], key[1], cell.changed_at, raw, level)
+                for key, cell, raw in zip(keys, changed, raws, strict=True)
+            ]
             dirty.clear()
         return written
 
