@@ -182,7 +182,8 @@ def live_latency(
         "events": len(sent) * size,
         "backlog": maintained["backlog"],
         "cpu_percent": maintained["cpu_percent"],
-        # append returned -> the maintainer's commit done (the rest is the reader's part)
+        # append returned -> the maintainer's round done (its commit and the collector's
+        # settling after it); the rest is the reader's part
         "maintainer_p50_ms": float(np.percentile(folding, 50)),
         "maintainer_p99_ms": float(np.percentile(folding, 99)),
         "rounds": len(rounds),
