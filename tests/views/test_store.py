@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 import apsw
+import pytest
 
+from facta.views import walcheckpoints
 from facta.views.store import SCHEMA_VERSION, StoredCell, ViewStore
 
 
@@ -62,7 +64,12 @@ def test_a_file_of_an_older_layout_is_dropped_and_rebuilt(tmp_path: Path) -> Non
     assert [c.state for c in again.cells("v", 1)] == [b"x"]
 
 
-def test_wal_checkpoints_run_beside_the_commits_and_keep_the_wal_bounded(tmp_path: Path) -> None:
+def test_wal_checkpoints_run_beside_the_commits_and_keep_the_wal_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default starts a checkpoint at 32 MB; 4 MB here keeps the test short (same mechanism).
+    assert walcheckpoints.THRESHOLD_BYTES < walcheckpoints.LIMIT_BYTES
+    monkeypatch.setattr(walcheckpoints, "THRESHOLD_BYTES", 4 * 1024 * 1024)
     path = tmp_path / "v.views.db"
     store = ViewStore(path)
     store.create_generation("v", "hash", {})
