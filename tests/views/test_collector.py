@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from facta.views.collector import LiveSettler, collector_paused
+from facta.collector import LiveSettler, collector_paused
 
 
 def test_collector_paused_then_restored_as_it_was() -> None:

@@ -28,6 +28,10 @@ class RuntimeConfig:
     max_active: at most this many entities are kept in memory (least recently used go first).
     conflict_retries: how often a command reloads and decides again after a conflict.
     snapshot_every: a snapshot is written when this many events were added since the last one.
+    settle_every: at most this often (after a transaction or command), the young generations
+        of Python's cyclic garbage collector are collected and what survived is frozen out of
+        its reach (``facta.collector.LiveSettler``), so no full collection walks every cached
+        state in the middle of the work; None leaves the collector alone.
     """
 
     mailbox_size: int = 64
@@ -36,6 +40,7 @@ class RuntimeConfig:
     max_active: int = 10_000
     conflict_retries: int = 20
     snapshot_every: int = 100
+    settle_every: float | None = 0.25
 
 
 @dataclasses.dataclass(slots=True, eq=False)

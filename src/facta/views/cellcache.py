@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from facta.views.collector import settle_long_lived
+from facta.collector import settle_long_lived
 from facta.views.grouping import dims_text
 from facta.views.measures import Measure
 

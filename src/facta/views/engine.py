@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-from facta.views.collector import LiveSettler, collector_paused, settle_long_lived
+from facta.collector import LiveSettler, collector_paused, settle_long_lived
 from facta.views.compile import CompiledView, compile_view
 from facta.views.grouping import ROLLUP, Key
 from facta.views.measures import encode_cells

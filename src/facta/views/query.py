@@ -25,9 +25,9 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from facta.collector import collector_paused
 from facta.views import calendar
 from facta.views.cellcache import ALL_TIME, Entry, LevelCells, ViewCache
-from facta.views.collector import collector_paused
 from facta.views.compile import CompiledView, compile_view
 from facta.views.definition import ViewDefinition
 from facta.views.grouping import ROLLUP
@@ -304,7 +304,7 @@ class ViewSnapshot:
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
         """Read one commit for every query made inside the block (with the cyclic garbage
-        collector paused: see :mod:`facta.views.collector`)."""
+        collector paused: see :mod:`facta.collector`)."""
         if self._pinned:
             yield
             return

@@ -1,11 +1,17 @@
-"""Pausing Python's cyclic garbage collector around one batch, commit or query.
+"""Keeping Python's cyclic garbage collector off the paths of long-running facta processes.
 
-The engine and the query cache hold tens of thousands of long-lived cell states. Folding a batch
-or answering a query allocates hundreds of thousands of short-lived, acyclic objects (rows,
-pairs, keys, small states), and every few hundred allocations the collector walks the young
-objects — now and then all of them. That was about a sixth of a rebuild's CPU time, and the
-occasional full walk is what made a query's p99 ten times its median. Reference counting still
-frees everything promptly; the collector is switched back on (if it was on) when the block ends.
+View maintainers, query caches and entity runtimes hold tens of thousands of long-lived
+objects (cell states, entity states) and make hundreds of thousands of short-lived ones per
+second; a full collection walks all of them at once, a pause of tens of milliseconds. Two tools
+here: pausing the collector around one batch, commit or query, and settling (freezing the
+survivors out of its reach) at quiet moments.
+
+Folding a batch or answering a query allocates hundreds of thousands of short-lived, acyclic
+objects (rows, pairs, keys, small states), and every few hundred allocations the collector
+walks the young objects — now and then all of them. That was about a sixth of a rebuild's CPU
+time, and the occasional full walk is what made a query's p99 ten times its median. Reference
+counting still frees everything promptly; the collector is switched back on (if it was on) when
+the block ends.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ FULL_COLLECTION_SECONDS = 600.0
 
 
 class LiveSettler:
-    """Keeps the collector's full walks off a live maintainer's path.
+    """Keeps the collector's full walks off a live maintainer's (or a runtime's) path.
 
     A live view folds a few dozen events every few milliseconds with the collector on outside
     the fold and the commit. Its cells keep growing, so every so often the collector's oldest
