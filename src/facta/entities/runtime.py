@@ -133,6 +133,7 @@ class Runtime:
             )
         finally:
             self._active -= 1
+            self._settle_collector()
 
     async def _transact(
         self,
@@ -176,7 +177,6 @@ class Runtime:
             except IdempotencyKeyReused:
                 return await self._replayed_commit(command_id)
             self.stats.transactions += 1
-            self._settle_collector()
             return committed_from(result, command_id, replayed=result.replayed, value=value)
         assert last is not None
         raise TransactionConflict(retries, last.stream, str(last))

@@ -443,9 +443,6 @@ class Quantiles(Measure):
     def dump(self, state: QuantileState) -> Any:
         return state.dump()
 
-    def dump_many(self, states: Sequence[QuantileState]) -> list[Any]:
-        return QuantileState.dump_many(states)
-
     def load(self, raw: Any) -> QuantileState:
         return QuantileState.load(self.k, bytes(raw))
 
@@ -495,9 +492,6 @@ class TopK(Measure):
     def dump(self, state: TopKState) -> Any:
         return state.dump()
 
-    def dump_many(self, states: Sequence[TopKState]) -> list[Any]:
-        return TopKState.dump_many(states)
-
     def load(self, raw: Any) -> TopKState:
         return TopKState.load(self.lg_max_map, bytes(raw))
 
@@ -537,9 +531,6 @@ class Distinct(Measure):
 
     def dump(self, state: DistinctState) -> Any:
         return state.dump()
-
-    def dump_many(self, states: Sequence[DistinctState]) -> list[Any]:
-        return DistinctState.dump_many(states)
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))

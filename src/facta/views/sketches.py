@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import datasketches as ds
@@ -72,10 +71,6 @@ class QuantileState:
         return b"" if self.sketch is None else bytes(self.sketch.serialize())
 
     @staticmethod
-    def dump_many(states: Sequence[QuantileState]) -> list[bytes]:
-        return [b"" if (s := state.sketch) is None else bytes(s.serialize()) for state in states]
-
-    @staticmethod
     def load(k: int, raw: bytes) -> QuantileState:
         sketch = ds.kll_doubles_sketch.deserialize(raw) if raw else None
         return QuantileState(k, sketch)
@@ -134,10 +129,6 @@ class TopKState:
 
     def dump(self) -> bytes:
         return b"" if self.sketch is None else bytes(self.sketch.serialize())
-
-    @staticmethod
-    def dump_many(states: Sequence[TopKState]) -> list[bytes]:
-        return [b"" if (s := state.sketch) is None else bytes(s.serialize()) for state in states]
 
     @staticmethod
     def load(lg_max_map: int, raw: bytes) -> TopKState:
@@ -200,17 +191,6 @@ class DistinctState:
     def dump(self) -> bytes:
         sketch = self._settled()
         return b"" if sketch is None else bytes(sketch.serialize_compact())
-
-    @staticmethod
-    def dump_many(states: Sequence[DistinctState]) -> list[bytes]:
-        return [
-            state.dump()
-            if state.union is not None
-            else b""
-            if (s := state.sketch) is None
-            else bytes(s.serialize_compact())
-            for state in states
-        ]
 
     @staticmethod
     def load(lg_k: int, raw: bytes) -> DistinctState:
