@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from facta.entities import Committed, Runtime, Transaction
-from facta.log import SqliteLog
+from facta.log import InvalidInput, NewEvent, SqliteLog
 from tests.entities.kinds import Account, Deposit, InsufficientFunds, Withdraw
 
 
@@ -80,6 +80,28 @@ def test_the_broken_runtime_refuses_a_command_it_applied(log: SqliteLog) -> None
             await _give_up_then_retry(log, runtime)
         withdrawals = [e for e in log.read_stream_sync("account-a") if e.type == "Withdrawn"]
         assert len(withdrawals) == 1  # applied once, yet the retry reported a refusal
+        await runtime.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_attempt_refused_before_it_was_queued_is_not_waited_for(log: SqliteLog) -> None:
+    """An append the log refused while preparing it (bad input) never was in flight: sending
+    the command again runs it, not ``CommandInFlight``."""
+
+    async def bad(tx: Transaction) -> None:
+        tx.emit("notes", [NewEvent(type="Noted", data={"x": float("nan")})])
+
+    async def good(tx: Transaction) -> None:
+        tx.emit("notes", [NewEvent(type="Noted", data={"x": 1.0})])
+
+    async def main() -> None:
+        runtime = Runtime(log)
+        with pytest.raises(InvalidInput):
+            await runtime.transact(bad, command_id="n-1")
+        committed = await runtime.transact(good, command_id="n-1")
+        assert not committed.replayed
+        assert runtime.abandoned_appends == {}
         await runtime.aclose()
 
     asyncio.run(main())

@@ -293,7 +293,7 @@ class Runtime:
         :meth:`_after_abandoned`); answered ones are forgotten once there are many."""
         abandoned = self.abandoned_appends
         if len(abandoned) >= ABANDONED_SWEEP_AT:
-            for key in [k for k, t in abandoned.items() if t.answered()]:
+            for key in [k for k, t in abandoned.items() if not t.in_flight()]:
                 del abandoned[key]
         abandoned[command_id] = ticket
 

@@ -195,7 +195,7 @@ class Transaction:
         finally:
             for entry, in_flight in writing:
                 entry.chain_ended(in_flight, written)
-            if key is not None and not ticket.answered():
+            if key is not None and ticket.in_flight():
                 # Given up on (cancelled, timed out) while the append goes on: a retry of the
                 # same command in this process waits for its answer before deciding.
                 self.runtime.remember_abandoned(key, ticket)

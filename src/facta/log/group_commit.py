@@ -78,18 +78,20 @@ class AppendTicket:
             raise ValueError("an AppendTicket can be given to one append only")
         self._pending = pending
 
-    def answered(self) -> bool:
-        """The writer has answered the append (written, refused or failed) and the answer has
-        reached its event loop, whether or not its caller was still waiting for it."""
-        return self._pending is not None and self._pending.answered
+    def in_flight(self) -> bool:
+        """Queued to the writer and not answered yet (written, refused or failed, the answer
+        reaching its event loop), whether or not its caller is still waiting for it. An append
+        refused before it was queued (bad input) never was in flight."""
+        return self._pending is not None and not self._pending.answered
 
     async def wait_answered(self, timeout: float) -> bool:
-        """Wait (on the append's own event loop) until :meth:`answered`, at most ``timeout``
-        seconds; whether it was. For an append whose caller was cancelled: it may still be
-        written, and whoever retries the same command must not decide before knowing."""
+        """Wait (on the append's own event loop) until it is no longer :meth:`in_flight`, at
+        most ``timeout`` seconds; whether it is. For an append whose caller was cancelled: it
+        may still be written, and whoever retries the same command must not decide before
+        knowing."""
         pending = self._pending
         if pending is None or pending.answered:
-            return pending is not None
+            return True
         watcher: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if pending.watchers is None:
             pending.watchers = []
