@@ -30,9 +30,14 @@ async def _wait_queued(log: SqliteLog, count: int) -> None:
 
 
 class ForgetfulRuntime(Runtime):
-    """Broken on purpose: does not wait for an abandoned attempt before deciding again."""
+    """Broken on purpose: does not wait for an abandoned attempt before deciding again, and
+    trusts the refusal it then decides (the look-up after a refusal, which would also catch
+    this case, is tested on its own in test_refusal_after_applied)."""
 
     async def _after_abandoned(self, command_id: str) -> None:
+        return None
+
+    async def _applied_meanwhile(self, command_id: str | None) -> Committed | None:
         return None
 
 
@@ -68,6 +73,9 @@ def test_a_retry_returns_the_outcome_of_the_attempt_given_up_on(log: SqliteLog) 
         assert len(withdrawals) == 1
         assert committed.last_position == withdrawals[0].position
         assert runtime.abandoned_appends == {}
+        # It waited for the first attempt and found its outcome: it never decided (a retry
+        # that decided would have refused, then found the outcome by looking again).
+        assert runtime.stats.transaction_aborts == 0
         await runtime.aclose()
 
     asyncio.run(main())

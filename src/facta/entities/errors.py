@@ -81,7 +81,9 @@ class CommandInFlight(FactaError):
 class AlreadyApplied(FactaError):
     """``async with runtime.transaction(command_id=...)`` found the command id already recorded.
 
-    The body did not run; ``result`` is the recorded outcome.
+    Either before the body ran, or after the body refused the command (a domain error, kept as
+    ``__cause__``) because another process applied it meanwhile. ``result`` is the recorded
+    outcome.
     """
 
     def __init__(self, command_id: str, result: Any) -> None:

@@ -158,6 +158,12 @@ class Runtime:
                 else:
                     async with asyncio.timeout(timeout):
                         value = await fn(tx)
+            except DomainError:
+                self.stats.transaction_aborts += 1
+                applied = await self._applied_meanwhile(command_id)
+                if applied is not None:
+                    return applied
+                raise
             except BaseException:
                 self.stats.transaction_aborts += 1
                 raise
@@ -181,6 +187,21 @@ class Runtime:
         assert last is not None
         raise TransactionConflict(retries, last.stream, str(last))
 
+    async def _applied_meanwhile(self, command_id: str | None) -> Committed | None:
+        """The outcome of ``command_id`` if it was recorded after this attempt looked it up.
+
+        A transaction's refusal is not recorded (nothing is written), so nothing makes it
+        conflict with another process applying the same command id at the same moment: this
+        attempt may have decided on the state that one left, and refused. The command was
+        applied; its outcome is the answer, not the refusal.
+        """
+        if command_id is None:
+            return None
+        recorded = await self._recorded(command_id)
+        if recorded is None:
+            return None
+        return committed_from(recorded.result, command_id, replayed=True)
+
     @contextlib.asynccontextmanager
     async def transaction(
         self,
@@ -193,7 +214,8 @@ class Runtime:
         """``async with runtime.transaction() as tx:`` runs its body once, then commits.
 
         Raises :class:`TransactionConflict` if a read was invalidated, and
-        :class:`AlreadyApplied` (before the body runs) if ``command_id`` is already recorded.
+        :class:`AlreadyApplied` if ``command_id`` is already recorded: before the body runs, or
+        instead of the body's domain error if another process recorded it meanwhile.
         ``tx.result`` holds the :class:`Committed` afterwards.
         """
         if command_id is not None:
@@ -207,6 +229,12 @@ class Runtime:
         try:
             async with asyncio.timeout(timeout):
                 yield tx
+        except DomainError as error:
+            self.stats.transaction_aborts += 1
+            applied = await self._applied_meanwhile(command_id)
+            if applied is not None and command_id is not None:
+                raise AlreadyApplied(command_id, applied) from error
+            raise
         except BaseException:
             self.stats.transaction_aborts += 1
             raise
