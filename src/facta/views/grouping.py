@@ -101,9 +101,20 @@ def group_rows(
 
 def rollup_groups(groups: Groups, keys: list[Key]) -> tuple[Groups, list[Key]]:
     """The all-time roll-up groups of bucketed groups: one per distinct dimension values."""
+    parent, parent_keys = rollup_parents(keys)
+    return parent_groups(groups, parent, len(parent_keys)), parent_keys
+
+
+def rollup_parents(keys: list[Key]) -> tuple[Ints, list[Key]]:
+    """Each bucketed group's all-time group (numbered in order of appearance), and their keys."""
     index: dict[str, int] = {}
     parent = np.fromiter(
         (index.setdefault(dims, len(index)) for dims, _ in keys), dtype=np.int64, count=len(keys)
     )
+    return parent, [(dims, ROLLUP) for dims in index]
+
+
+def parent_groups(groups: Groups, parent: Ints, count: int) -> Groups:
+    """The rows of ``groups`` grouped by their group's ``parent``."""
     inverse = parent[groups.inverse] if groups.inverse.size else groups.inverse
-    return Groups(inverse, len(index)), [(dims, ROLLUP) for dims in index]
+    return Groups(inverse, count)
