@@ -18,8 +18,9 @@ from facta.views import compile_view, load_definition
 from facta.views.batch import Ints
 from facta.views.compile import CompiledView
 from facta.views.derived import gather_slices, merge_moments
+from facta.views.grouping import alltime_parents, group_rows_parts, rollup_parents
 from facta.views.measures import Measure
-from facta.views.pipeline import Evaluated, Pipeline
+from facta.views.pipeline import BUCKET, Evaluated, Pipeline
 from facta.views.prepared import Level, prepare
 from facta.views.rollups import Rollups
 from facta.views.source import LogReader
@@ -137,3 +138,22 @@ def test_quantile_values_of_a_lost_child_are_caught(
     monkeypatch.setattr("facta.views.measures.gather_slices", drop_a_child)
     with pytest.raises(AssertionError, match="delay_q in all-time cell"):
         _broken_compare(log_path)
+
+
+@pytest.mark.parametrize("width", ["1h", "1d"])
+def test_coarse_groups_numbered_with_numpy_are_those_of_the_keys(
+    log_path: Path, width: str
+) -> None:
+    view = compile_view(load_definition(f"parents_{width}", view_table(width)))
+    rows = _page(log_path, view).rows
+    _, keys, parts = group_rows_parts(rows, view.definition.dimensions, BUCKET)
+    rollups = Rollups(view)
+    cases = [(alltime_parents(parts), rollup_parents(keys))]
+    cases += [
+        (rollups.level_parents(lv, parts), rollups.parents(lv, keys)) for lv in rollups.levels
+    ]
+    for (parent, parent_keys), (expected, expected_keys) in cases:
+        assert len(parent_keys) == len(expected_keys) == len(set(parent_keys))
+        mine = [parent_keys[p] for p in parent.tolist()]
+        assert mine == [expected_keys[p] for p in expected.tolist()]
+        assert len(mine) == len(keys) > 100

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from facta.views.batch import Column, Ints
 from facta.views.compile import CompiledView
-from facta.views.grouping import Key, group_rows, parent_groups, rollup_parents
+from facta.views.grouping import Key, alltime_parents, group_rows_parts, parent_groups
 from facta.views.measures import Batch
 from facta.views.pipeline import BUCKET, Evaluated
 from facta.views.rollups import Rollups
@@ -64,7 +64,7 @@ def prepare(
     positions = rows.column("_position").to_numpy().astype(np.int64)
     columns = {name: column_of(view, rows.column(name), name) for name in view.measure_fields()}
     bucket = BUCKET if definition.bucket is not None else None
-    groups, keys = group_rows(rows, definition.dimensions, bucket)
+    groups, keys, parts = group_rows_parts(rows, definition.dimensions, bucket)
     base = Batch(groups, columns, positions, groups.sorted_rows())
     changed = np.zeros(groups.count, dtype=np.int64)
     np.maximum.at(changed, groups.inverse, positions)
@@ -74,10 +74,10 @@ def prepare(
     if bucket is not None:
         # The all-time roll-up per group: queries without a time range read one cell. Its
         # groups are the bucket groups' dimensions, found without grouping the rows again.
-        coarser = [("", *rollup_parents(keys))]
+        coarser = [("", *alltime_parents(parts))]
         # The calendar roll-ups (days, weeks, months above the buckets), the same way.
         for name in () if rollups is None else rollups.levels:
-            coarser.append((name, *rollups.parents(name, keys)))  # type: ignore[union-attr]
+            coarser.append((name, *rollups.level_parents(name, parts)))  # type: ignore[union-attr]
         for target, parent, parent_keys in coarser:
             levels.append(_derived(view, base, changed, parent, parent_keys, target, from_rows))
     return Prepared(evaluated, tuple(levels))
