@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facta.views.batch import unique_counts
-from facta.views.grouping import _sorted_codes, _unique_inverse
+from facta.views.grouping import _sorted_codes, unique_inverse
 
 
 @settings(max_examples=60, deadline=None)
@@ -21,7 +21,7 @@ def test_table_counts_match_np_unique(values: list[int], wide: bool) -> None:
     size = 2**40 if wide else max(values) + 1
     codes = np.asarray(values, dtype=np.int64)
     unique, inverse = np.unique(codes, return_inverse=True)
-    found, found_inverse = _unique_inverse(codes, size)
+    found, found_inverse = unique_inverse(codes, size)
     assert found.tolist() == unique.tolist()
     assert found_inverse.tolist() == inverse.reshape(-1).tolist()
     unique, counts = np.unique(codes, return_counts=True)

@@ -153,25 +153,38 @@ def distinct_pairs(groups: Groups, column: Column) -> tuple[Ints, list[str], Int
     Sketches of distinct values and frequent items are fed these pairs (the count as weight),
     so their cost follows the number of distinct pairs, not the number of events.
     """
+    pair_groups, codes, labels, counts = pair_codes(groups, column)
+    return pair_groups, labels[codes].tolist(), counts
+
+
+def pair_codes(groups: Groups, column: Column) -> tuple[Ints, Ints, Objects, Ints]:
+    """``distinct_pairs`` with each value as its code in the returned sorted ``labels`` (texts):
+    the pairs sorted by group, then code."""
     rows = np.flatnonzero(column.present)
+    empty = np.zeros(0, dtype=np.int64)
     if rows.size == 0:
-        return np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=object), empty
     if column.codes is not None and column.labels is not None:
-        width = np.int64(len(column.labels))
-        pair = groups.inverse[rows] * width + column.codes[rows]
-        unique_pairs, counts = unique_counts(pair, int(groups.count * width))
-        values: list[str] = column.labels[unique_pairs % width].tolist()
-        return (unique_pairs // width).astype(np.int64), values, counts.astype(np.int64)
-    if column.texts:
-        texts = column.values[rows].astype(str)
+        labels = column.labels
+        value_codes = column.codes[rows]
     else:
-        texts = np.array([item_text(v) for v in column.values[rows]], dtype=object).astype(str)
-    labels, value_codes = np.unique(texts, return_inverse=True)
-    pair = groups.inverse[rows] * np.int64(len(labels)) + value_codes.astype(np.int64)
-    unique_pairs, counts = np.unique(pair, return_counts=True)
-    pair_groups = unique_pairs // len(labels)
-    pair_values = [str(labels[i]) for i in unique_pairs % len(labels)]
-    return pair_groups.astype(np.int64), pair_values, counts.astype(np.int64)
+        if column.texts:
+            texts = column.values[rows].astype(str)
+        else:
+            texts = np.array([item_text(v) for v in column.values[rows]], dtype=object).astype(str)
+        found, inverse = np.unique(texts, return_inverse=True)
+        labels = np.empty(found.size, dtype=object)
+        labels[:] = found.tolist()
+        value_codes = inverse.reshape(-1).astype(np.int64)
+    width = np.int64(max(len(labels), 1))
+    pair = groups.inverse[rows] * width + value_codes
+    unique_pairs, counts = unique_counts(pair, int(groups.count * width))
+    return (
+        (unique_pairs // width).astype(np.int64),
+        (unique_pairs % width).astype(np.int64),
+        labels,
+        counts.astype(np.int64),
+    )
 
 
 def unique_counts(codes: Ints, size: int) -> tuple[Ints, Ints]:

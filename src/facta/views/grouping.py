@@ -7,6 +7,7 @@ values as canonical JSON text, and the bucket start (epoch seconds; 0 for unbuck
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, Final
@@ -36,7 +37,7 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[Ints, list[Any]]:
     return indices, encoded.dictionary.to_pylist()
 
 
-def _unique_inverse(codes: Ints, size: int) -> tuple[Ints, Ints]:
+def unique_inverse(codes: Ints, size: int) -> tuple[Ints, Ints]:
     """``np.unique(codes, return_inverse=True)`` for codes in ``[0, size)``; without sorting
     when the range is small against their number."""
     if size > max(4 * codes.size, 1 << 16):
@@ -61,13 +62,32 @@ def _sorted_codes(column: pa.ChunkedArray) -> tuple[Ints, Ints]:
     return values[order], rank[indices]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupParts:
+    """The two halves of a batch's group keys, per group: the index of its dimension values
+    in ``dims`` (their stored spellings), and its bucket start."""
+
+    dims_index: Ints
+    dims: list[str]
+    starts: Ints
+
+
 def group_rows(
     rows: pa.Table, dimensions: Sequence[str], bucket: str | None
 ) -> tuple[Groups, list[Key]]:
     """Group ``rows`` by ``dimensions`` and the ``bucket`` column (if any)."""
+    groups, keys, _ = group_rows_parts(rows, dimensions, bucket)
+    return groups, keys
+
+
+def group_rows_parts(
+    rows: pa.Table, dimensions: Sequence[str], bucket: str | None
+) -> tuple[Groups, list[Key], GroupParts]:
+    """``group_rows``, and the halves of each group's key (see :class:`GroupParts`)."""
     count = rows.num_rows
+    empty = np.zeros(0, dtype=np.int64)
     if count == 0:
-        return Groups(np.zeros(0, dtype=np.int64), 0), []
+        return Groups(empty, 0), [], GroupParts(empty, [], empty)
     code_columns: list[Ints] = []
     labels: list[list[Any]] = []
     for name in dimensions:
@@ -79,31 +99,61 @@ def group_rows(
         code_columns.append(bucket_codes.astype(np.int64))
         labels.append(unique_starts.tolist())
     if not code_columns:
-        return Groups.single(count), [(dims_text([]), 0)]
+        single = dims_text([])
+        parts = GroupParts(np.zeros(1, dtype=np.int64), [single], np.zeros(1, dtype=np.int64))
+        return Groups.single(count), [(single, 0)], parts
     sizes = [max(len(label), 1) for label in labels]
     if math.prod(sizes) < 2**62:
         combined = np.ravel_multi_index(tuple(code_columns), tuple(sizes))
-        unique, inverse = _unique_inverse(combined, math.prod(sizes))
-        parts = np.unravel_index(unique, tuple(sizes))
-        per_group = np.stack(parts, axis=1) if len(parts) else np.zeros((unique.size, 0))
+        unique, inverse = unique_inverse(combined, math.prod(sizes))
+        per_group = np.stack(np.unravel_index(unique, tuple(sizes)), axis=1)
     else:
         stacked = np.stack(code_columns, axis=1)
         per_group, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    keys: list[Key] = []
+    per_group = per_group.astype(np.int64)
     ndims = len(dimensions)
-    rows_of_codes: list[list[int]] = per_group.astype(np.int64).tolist()
-    for row in rows_of_codes:
-        values = [labels[i][code] for i, code in enumerate(row[:ndims])]
-        start = int(labels[ndims][row[ndims]]) if bucket is not None else 0
-        keys.append((dims_text(values), start))
-    return Groups(inverse.reshape(-1).astype(np.int64), len(keys)), keys
+    # Each distinct combination of dimension values is spelled once, not once per bucket.
+    if ndims == 0:
+        dims_index = np.zeros(per_group.shape[0], dtype=np.int64)
+        dims_codes = np.zeros((1, 0), dtype=np.int64)
+    else:
+        dims_codes, dims_index = np.unique(per_group[:, :ndims], axis=0, return_inverse=True)
+        dims_index = dims_index.reshape(-1).astype(np.int64)
+    dims = [
+        dims_text([labels[i][code] for i, code in enumerate(row)]) for row in dims_codes.tolist()
+    ]
+    if bucket is not None:
+        starts = unique_starts[per_group[:, ndims]]
+    else:
+        starts = np.zeros(per_group.shape[0], dtype=np.int64)
+    spelled = [dims[d] for d in dims_index.tolist()]
+    keys: list[Key] = list(zip(spelled, starts.tolist(), strict=True))
+    groups = Groups(inverse.reshape(-1).astype(np.int64), len(keys))
+    return groups, keys, GroupParts(dims_index, dims, starts.astype(np.int64))
 
 
 def rollup_groups(groups: Groups, keys: list[Key]) -> tuple[Groups, list[Key]]:
     """The all-time roll-up groups of bucketed groups: one per distinct dimension values."""
+    parent, parent_keys = rollup_parents(keys)
+    return parent_groups(groups, parent, len(parent_keys)), parent_keys
+
+
+def rollup_parents(keys: list[Key]) -> tuple[Ints, list[Key]]:
+    """Each bucketed group's all-time group (numbered in order of appearance), and their keys."""
     index: dict[str, int] = {}
     parent = np.fromiter(
         (index.setdefault(dims, len(index)) for dims, _ in keys), dtype=np.int64, count=len(keys)
     )
+    return parent, [(dims, ROLLUP) for dims in index]
+
+
+def parent_groups(groups: Groups, parent: Ints, count: int) -> Groups:
+    """The rows of ``groups`` grouped by their group's ``parent``."""
     inverse = parent[groups.inverse] if groups.inverse.size else groups.inverse
-    return Groups(inverse, len(index)), [(dims, ROLLUP) for dims in index]
+    return Groups(inverse, count)
+
+
+def alltime_parents(parts: GroupParts) -> tuple[Ints, list[Key]]:
+    """``rollup_parents`` from the halves of the keys, without a Python step per group."""
+    used, parent = unique_inverse(parts.dims_index, max(len(parts.dims), 1))
+    return parent, [(parts.dims[d], ROLLUP) for d in used.tolist()]

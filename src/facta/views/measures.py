@@ -24,7 +24,8 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from facta.views.batch import Column, Floats, Groups, Ints, Segments, distinct_pairs
+from facta.views.batch import Column, Floats, Groups, Ints, Objects, Segments, pair_codes
+from facta.views.derived import gather_slices, merge_comoments, merge_moments, merge_pairs
 from facta.views.moments import (
     CoMomentState,
     ExtremeState,
@@ -92,6 +93,13 @@ class Measure:
 
     def prepare(self, batch: Batch) -> None:
         """Compute what ``update`` needs of the batch, without state (any thread may)."""
+
+    def derive(self, batch: Batch, child: Batch, parents: Ints) -> None:
+        """``prepare(batch)``, where each group ``parents[c]`` of ``batch`` is the union of the
+        groups ``c`` of ``child``, an already prepared batch of the same rows: measures that can
+        merge ``child``'s per-group results do so instead of reading the rows again (see
+        ``derived``)."""
+        self.prepare(batch)
 
     def update(self, states: Sequence[Any], batch: Batch) -> None:
         """Fold the batch into ``states[g]`` for each batch group ``g``."""
@@ -213,6 +221,12 @@ class Moments(Measure):
             ("moments", *self.fields), lambda: batch_moments(batch.groups, self.column(batch))
         )
 
+    def derive(self, batch: Batch, child: Batch, parents: Ints) -> None:
+        batch.once(
+            ("moments", *self.fields),
+            lambda: merge_moments(parents, batch.groups.count, self.prepare(child)),
+        )
+
     def update(self, states: Sequence[MomentState], batch: Batch) -> None:
         counts, means, m2 = self.prepare(batch)
         present = np.flatnonzero(counts)
@@ -306,6 +320,12 @@ class CoMoments(Measure):
         return batch.once(
             ("comoments", *self.fields),
             lambda: batch_comoments(batch.groups, self.column(batch, 0), self.column(batch, 1)),
+        )
+
+    def derive(self, batch: Batch, child: Batch, parents: Ints) -> None:
+        batch.once(
+            ("comoments", *self.fields),
+            lambda: merge_comoments(parents, batch.groups.count, self.prepare(child)),
         )
 
     def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
@@ -412,18 +432,26 @@ class Quantiles(Measure):
     def prepare(self, batch: Batch) -> Any:
         return batch.once(("slices", *self.fields), lambda: self._slices(batch))
 
-    def _slices(self, batch: Batch) -> tuple[Floats, list[int], list[int]]:
-        """The present values ordered by group, where each group starts, the non-empty groups."""
+    def derive(self, batch: Batch, child: Batch, parents: Ints) -> None:
+        def compute() -> _Slices:
+            found: _Slices = self.prepare(child)
+            ordered, starts = gather_slices(parents, batch.groups.count, found.values, found.starts)
+            return _Slices(ordered, starts)
+
+        batch.once(("slices", *self.fields), compute)
+
+    def _slices(self, batch: Batch) -> _Slices:
+        """The present values ordered by group, and where each group starts."""
         column = self.column(batch)
         segments = batch.segments(column)
-        ordered = column.values[segments.rows].astype(np.float64)
-        nonempty = np.flatnonzero(np.diff(segments.starts)).tolist()
-        return ordered, segments.starts.tolist(), nonempty
+        return _Slices(column.values[segments.rows].astype(np.float64), segments.starts)
 
     def update(self, states: Sequence[QuantileState], batch: Batch) -> None:
-        ordered, starts, nonempty = self.prepare(batch)
+        found: _Slices = self.prepare(batch)
+        ordered = found.values
+        starts = found.starts.tolist()
         # ``ordered`` is contiguous float64: its slices go to the sketch as they are.
-        for g in nonempty:
+        for g in np.flatnonzero(np.diff(found.starts)).tolist():
             states[g].sketch_for_update().update(ordered[starts[g] : starts[g + 1]])
 
     def finalize(self, state: QuantileState) -> dict[str, Any]:
@@ -447,6 +475,15 @@ class Quantiles(Measure):
         return QuantileState.load(self.k, bytes(raw))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Slices:
+    """A batch's present values of a field ordered by group; group ``g`` owns
+    ``values[starts[g]:starts[g + 1]]``."""
+
+    values: Floats
+    starts: Ints
+
+
 FREQUENT_ITEM = pa.struct(
     [("item", pa.string()), ("estimate", pa.int64()), ("lower", pa.int64()), ("upper", pa.int64())]
 )
@@ -468,6 +505,9 @@ class TopK(Measure):
 
     def prepare(self, batch: Batch) -> Any:
         return _pairs(batch, self.fields[0])
+
+    def derive(self, batch: Batch, child: Batch, parents: Ints) -> None:
+        _derive_pairs(batch, child, parents, self.fields[0])
 
     def update(self, states: Sequence[TopKState], batch: Batch) -> None:
         runs, items, counts = self.prepare(batch)
@@ -509,6 +549,9 @@ class Distinct(Measure):
     def prepare(self, batch: Batch) -> Any:
         return _pairs(batch, self.fields[0])
 
+    def derive(self, batch: Batch, child: Batch, parents: Ints) -> None:
+        _derive_pairs(batch, child, parents, self.fields[0])
+
     def update(self, states: Sequence[DistinctState], batch: Batch) -> None:
         runs, items, _ = self.prepare(batch)
         for g, start, end in runs:
@@ -540,13 +583,32 @@ def _pairs(batch: Batch, field: str) -> tuple[list[tuple[int, int, int]], list[s
     """The distinct (group, value) pairs of a field: runs per group, values, counts."""
 
     def compute() -> tuple[list[tuple[int, int, int]], list[str], list[int]]:
-        groups, items, counts = distinct_pairs(batch.groups, batch.columns[field])
-        return _runs(groups), items, counts.tolist()
+        groups, codes, labels, counts = _pair_codes(batch, field)
+        return _runs(groups), labels[codes].tolist(), counts.tolist()
 
     found: tuple[list[tuple[int, int, int]], list[str], list[int]] = batch.once(
         ("pairs", field), compute
     )
     return found
+
+
+def _pair_codes(batch: Batch, field: str) -> tuple[Ints, Ints, Objects, Ints]:
+    """The distinct (group, value code) pairs of a field, the values' labels and the counts."""
+    found: tuple[Ints, Ints, Objects, Ints] = batch.once(
+        ("pair_codes", field), lambda: pair_codes(batch.groups, batch.columns[field])
+    )
+    return found
+
+
+def _derive_pairs(batch: Batch, child: Batch, parents: Ints, field: str) -> None:
+    """``batch``'s pairs of ``field`` from ``child``'s (see ``Measure.derive``)."""
+
+    def compute() -> tuple[Ints, Ints, Objects, Ints]:
+        groups, codes, labels, counts = _pair_codes(child, field)
+        merged = merge_pairs(parents, batch.groups.count, groups, codes, counts, len(labels))
+        return merged[0], merged[1], labels, merged[2]
+
+    batch.once(("pair_codes", field), compute)
 
 
 def _runs(groups: Ints) -> list[tuple[int, int, int]]:

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from facta.views.batch import Column
+from facta.views.batch import Column, Ints
 from facta.views.compile import CompiledView
-from facta.views.grouping import Key, group_rows, rollup_groups
+from facta.views.grouping import Key, alltime_parents, group_rows_parts, parent_groups
 from facta.views.measures import Batch
 from facta.views.pipeline import BUCKET, Evaluated
 from facta.views.rollups import Rollups
@@ -43,9 +43,20 @@ class Prepared:
     levels: tuple[Level, ...]
 
 
-def prepare(view: CompiledView, evaluated: Evaluated, rollups: Rollups | None = None) -> Prepared:
+def prepare(
+    view: CompiledView,
+    evaluated: Evaluated,
+    rollups: Rollups | None = None,
+    *,
+    from_rows: bool = False,
+) -> Prepared:
     """Group the kept rows and compute what every measure needs of the batch (for the buckets,
-    the all-time cells and each of ``rollups``' calendar levels)."""
+    the all-time cells and each of ``rollups``' calendar levels).
+
+    The coarser levels' aggregates are derived from the bucket groups' (see ``derived``): each
+    of their groups is a union of bucket groups, so they are not computed from the rows again
+    (``from_rows`` computes them from the rows, as a reference for tests).
+    """
     rows = evaluated.rows
     if rows.num_rows == 0:
         return Prepared(evaluated, ())
@@ -53,27 +64,46 @@ def prepare(view: CompiledView, evaluated: Evaluated, rollups: Rollups | None = 
     positions = rows.column("_position").to_numpy().astype(np.int64)
     columns = {name: column_of(view, rows.column(name), name) for name in view.measure_fields()}
     bucket = BUCKET if definition.bucket is not None else None
-    groups, keys = group_rows(rows, definition.dimensions, bucket)
-    levels = [_level(view, Batch(groups, columns, positions, groups.sorted_rows()), keys)]
+    groups, keys, parts = group_rows_parts(rows, definition.dimensions, bucket)
+    base = Batch(groups, columns, positions, groups.sorted_rows())
+    changed = np.zeros(groups.count, dtype=np.int64)
+    np.maximum.at(changed, groups.inverse, positions)
+    for measure in view.measures:
+        measure.prepare(base)
+    levels = [Level(keys, base, changed.tolist())]
     if bucket is not None:
         # The all-time roll-up per group: queries without a time range read one cell. Its
         # groups are the bucket groups' dimensions, found without grouping the rows again.
-        alltime, alltime_keys = rollup_groups(groups, keys)
-        batch = Batch(alltime, columns, positions, alltime.sorted_rows())
-        levels.append(_level(view, batch, alltime_keys))
+        coarser = [("", *alltime_parents(parts))]
         # The calendar roll-ups (days, weeks, months above the buckets), the same way.
         for name in () if rollups is None else rollups.levels:
-            parents, parent_keys = rollups.groups(name, groups, keys)  # type: ignore[union-attr]
-            batch = Batch(parents, columns, positions, parents.sorted_rows())
-            levels.append(_level(view, batch, parent_keys, name))
+            coarser.append((name, *rollups.level_parents(name, parts)))  # type: ignore[union-attr]
+        for target, parent, parent_keys in coarser:
+            levels.append(_derived(view, base, changed, parent, parent_keys, target, from_rows))
     return Prepared(evaluated, tuple(levels))
 
 
-def _level(view: CompiledView, batch: Batch, keys: list[Key], target: str = "") -> Level:
-    changed = np.zeros(batch.groups.count, dtype=np.int64)
-    np.maximum.at(changed, batch.groups.inverse, batch.positions)
+def _derived(
+    view: CompiledView,
+    child: Batch,
+    child_changed: Ints,
+    parent: Ints,
+    keys: list[Key],
+    target: str,
+    from_rows: bool = False,
+) -> Level:
+    """A coarser level whose group ``parent[c]`` is the union of ``child``'s groups ``c``."""
+    count = len(keys)
+    groups = parent_groups(child.groups, parent, count)
+    order = groups.sorted_rows() if from_rows else None
+    batch = Batch(groups, child.columns, child.positions, order)
+    changed = np.zeros(count, dtype=np.int64)
+    np.maximum.at(changed, parent, child_changed)
     for measure in view.measures:
-        measure.prepare(batch)
+        if from_rows:
+            measure.prepare(batch)
+        else:
+            measure.derive(batch, child, parent)
     return Level(keys, batch, changed.tolist(), target)
 
 

@@ -30,9 +30,9 @@ import msgspec
 import numpy as np
 
 from facta.views import calendar
-from facta.views.batch import Groups
+from facta.views.batch import Groups, Ints
 from facta.views.compile import CompiledView
-from facta.views.grouping import Key
+from facta.views.grouping import GroupParts, Key, parent_groups, unique_inverse
 from facta.views.measures import encode_cells, merged_states
 from facta.views.store import BASE_LEVEL, StoredCell, ViewStore
 
@@ -86,6 +86,11 @@ class Rollups:
 
     def groups(self, level: str, groups: Groups, keys: Sequence[Key]) -> tuple[Groups, list[Key]]:
         """The ``level`` groups of a batch's bucket groups (rows keep their order)."""
+        parent, parent_keys = self.parents(level, keys)
+        return parent_groups(groups, parent, len(parent_keys)), parent_keys
+
+    def parents(self, level: str, keys: Sequence[Key]) -> tuple[Ints, list[Key]]:
+        """Each bucket group's ``level`` group (numbered in order of appearance), and their keys."""
         index: dict[Key, int] = {}
         floor = self.floor
         parent = np.fromiter(
@@ -93,8 +98,20 @@ class Rollups:
             dtype=np.int64,
             count=len(keys),
         )
-        inverse = parent[groups.inverse] if groups.inverse.size else groups.inverse
-        return Groups(inverse, len(index)), list(index)
+        return parent, list(index)
+
+    def level_parents(self, level: str, parts: GroupParts) -> tuple[Ints, list[Key]]:
+        """``parents``, from the halves of the bucket groups' keys: the floors are looked up
+        once per distinct bucket start, the groups numbered with numpy."""
+        distinct, at = np.unique(parts.starts, return_inverse=True)
+        floors = np.array([self.floor(s, level) for s in distinct.tolist()], dtype=np.int64)
+        floor_values, floor_at = np.unique(floors, return_inverse=True)
+        width = max(len(floor_values), 1)
+        code = parts.dims_index * width + floor_at.reshape(-1)[at.reshape(-1)]
+        used, parent = unique_inverse(code, max(len(parts.dims), 1) * width)
+        starts = floor_values.tolist()
+        keys = [(parts.dims[c // width], starts[c % width]) for c in used.tolist()]
+        return parent, keys
 
     def index(self, buckets: Iterable[Key]) -> None:
         """Note bucket cells (new or not) under the roll-up cells above them."""
