@@ -28,6 +28,21 @@ def test_bench_entities_prints_one_line_per_workload_with_baselines() -> None:
     assert all(len(line["loadavg"]) == 3 for line in lines)
 
 
+def test_bench_entities_only_runs_the_lines_named() -> None:
+    lines = list(
+        bench_entities(pairs=1, transfers=128, clients=4, only=["transfer_concurrent_strict"])
+    )
+    assert [line["name"] for line in lines] == ["transfer_concurrent_strict"]
+    assert lines[0]["transfers"] == 128 and lines[0]["ratio"] > 0
+    out = subprocess.run(
+        [sys.executable, "-m", "facta.entities.cli", "bench", "entities", "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0 and "unknown benchmark 'nope'" in out.stderr
+
+
 def test_bench_bank_runs_the_chaos_check_and_reports_one_json_line(tmp_path: Path) -> None:
     out = subprocess.run(
         [

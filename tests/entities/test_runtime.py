@@ -204,3 +204,59 @@ def test_sync_facade(log: SqliteLog) -> None:
         committed = runtime.transact(transfer, command_id="t")
         assert committed.streams == {"account-a": 2, "account-b": 1}
         assert runtime.entity(Account, "b").state() == Balance(4)
+
+
+def test_snapshots_taken_together_are_written_together(log_path: Path) -> None:
+    """Snapshots are gathered and written in one transaction per gathering window, by a timer
+    or by ``flush``; each is stored, and activation reads it."""
+    from typing import Any
+
+    from facta.entities.decider import KindSpec
+    from facta.entities.snapshots import SnapshotStore
+
+    class CountingStore(SnapshotStore):
+        def __init__(self, path: str) -> None:
+            super().__init__(path)
+            self.writes: list[int] = []
+
+        def save_many(self, snapshots: Any) -> int:
+            items: list[tuple[KindSpec, str, int, Any]] = list(snapshots)
+            self.writes.append(len(items))
+            return super().save_many(items)
+
+    async def main() -> None:
+        with SqliteLog(log_path) as log:
+            runtime = Runtime(log, RuntimeConfig(snapshot_every=1))
+            assert runtime.snapshots is not None
+            runtime.snapshots.close()
+            store = runtime.snapshots = CountingStore(str(log_path))
+            # By the timer: 20 snapshots (4 entities, 5 deposits each), no flush.
+            for i in range(20):
+                await runtime.entity(Account, f"t{i % 4}").send(Deposit(1))
+            for _ in range(500):
+                if store.written == 20:
+                    break
+                await asyncio.sleep(0.01)
+            assert store.written == 20
+            # Far fewer write transactions than snapshots (one per 0.5 s window).
+            assert sum(store.writes) == 20 and len(store.writes) <= 5, store.writes
+            # By flush, at once: 12 more.
+            for i in range(12):
+                await runtime.entity(Account, f"f{i % 3}").send(Deposit(2))
+            await runtime.flush()
+            assert store.written == 32 and sum(store.writes) == 32
+            await runtime.aclose()
+        with SqliteLog(log_path) as log:
+            runtime = Runtime(log)
+            assert await runtime.entity(Account, "t3").state() == Balance(5)
+            assert await runtime.entity(Account, "f2").state() == Balance(8)
+            assert runtime.snapshots is not None
+            rows = runtime.snapshots._connection().execute(
+                "SELECT stream, version FROM entity_snapshots ORDER BY stream"
+            )
+            assert dict(rows) == {**{f"account-t{i}": 5 for i in range(4)}} | {
+                f"account-f{i}": 4 for i in range(3)
+            }
+            await runtime.aclose()
+
+    asyncio.run(main())

@@ -16,7 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -232,47 +232,62 @@ def _line(
     return line
 
 
+ENTITY_BENCHES = ("command_single_entity_strict", "transfer_concurrent_strict", "transfer_hot")
+
+
 def bench_entities(
-    pairs: int = 3, commands: int = 2000, transfers: int = 100_000, clients: int = 64
+    pairs: int = 3,
+    commands: int = 2000,
+    transfers: int = 100_000,
+    clients: int = 64,
+    only: Sequence[str] = ENTITY_BENCHES,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the JSON lines of ``facta bench entities``."""
+    """Yield the JSON lines of ``facta bench entities`` (those named in ``only``)."""
+    unknown = [name for name in only if name not in ENTITY_BENCHES]
+    if unknown:
+        raise ValueError(
+            f"unknown benchmark {unknown[0]!r}, expected one of {', '.join(ENTITY_BENCHES)}"
+        )
     runs: list[tuple[Run | None, Run]] = []
-    for _ in range(pairs):
-        base = asyncio.run(_sequential_appends(commands))
-        runs.append((base, asyncio.run(_sequential_commands(commands))))
-    yield _line(
-        "command_single_entity_strict",
-        "commands/s",
-        "append_sequential_strict",
-        0.7,
-        runs,
-        {"n": commands},
-    )
-    runs = []
-    for pair in range(pairs):
-        base = asyncio.run(_concurrent_appends(transfers, clients))
-        runs.append((base, asyncio.run(_transfers(transfers, clients, 1000, pair))))
-    line = _line(
-        "transfer_concurrent_strict",
-        "transfers/s",
-        "append_concurrent_strict",
-        0.25,
-        runs,
-        {"n": transfers, "clients": clients, "accounts": 1000},
-    )
-    line["meets_goal"] = bool(line["meets_goal"]) and line["p99_ms"] <= 20
-    yield line
-    hot: list[tuple[Run | None, Run]] = [
-        (None, asyncio.run(_transfers(transfers // 10, clients, 10, p))) for p in range(pairs)
-    ]
-    yield _line(
-        "transfer_hot",
-        "transfers/s",
-        None,
-        None,
-        hot,
-        {"n": transfers // 10, "clients": clients, "accounts": 10},
-    )
+    if "command_single_entity_strict" in only:
+        for _ in range(pairs):
+            base = asyncio.run(_sequential_appends(commands))
+            runs.append((base, asyncio.run(_sequential_commands(commands))))
+        yield _line(
+            "command_single_entity_strict",
+            "commands/s",
+            "append_sequential_strict",
+            0.7,
+            runs,
+            {"n": commands},
+        )
+    if "transfer_concurrent_strict" in only:
+        runs = []
+        for pair in range(pairs):
+            base = asyncio.run(_concurrent_appends(transfers, clients))
+            runs.append((base, asyncio.run(_transfers(transfers, clients, 1000, pair))))
+        line = _line(
+            "transfer_concurrent_strict",
+            "transfers/s",
+            "append_concurrent_strict",
+            0.25,
+            runs,
+            {"n": transfers, "clients": clients, "accounts": 1000},
+        )
+        line["meets_goal"] = bool(line["meets_goal"]) and line["p99_ms"] <= 20
+        yield line
+    if "transfer_hot" in only:
+        hot: list[tuple[Run | None, Run]] = [
+            (None, asyncio.run(_transfers(transfers // 10, clients, 10, p))) for p in range(pairs)
+        ]
+        yield _line(
+            "transfer_hot",
+            "transfers/s",
+            None,
+            None,
+            hot,
+            {"n": transfers // 10, "clients": clients, "accounts": 10},
+        )
 
 
 def entities_command(
@@ -280,9 +295,20 @@ def entities_command(
     commands: Annotated[int, typer.Option(help="sequential commands per run")] = 2000,
     transfers: Annotated[int, typer.Option(help="transfers per run (goal: >= 100000)")] = 100_000,
     clients: Annotated[int, typer.Option(help="concurrent clients")] = 64,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="run only this line (repeatable)"),
+    ] = None,
 ) -> None:
     """Benchmark commands and transactions against the log's own appends (JSON lines)."""
-    for line in bench_entities(pairs, commands, transfers, clients):
+    names = list(only) if only else list(ENTITY_BENCHES)
+    unknown = [name for name in names if name not in ENTITY_BENCHES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown benchmark {unknown[0]!r}, expected one of {', '.join(ENTITY_BENCHES)}",
+            param_hint="--only",
+        )
+    for line in bench_entities(pairs, commands, transfers, clients, names):
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 

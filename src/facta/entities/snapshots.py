@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,15 @@ CREATE TABLE IF NOT EXISTS entity_snapshots(
     recorded_at TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+
+SAVE = (
+    "INSERT INTO entity_snapshots(stream, version, kind, schema_version, state, recorded_at) "
+    "VALUES (?,?,?,?,?,?) ON CONFLICT(stream) DO UPDATE SET version=excluded.version, "
+    "kind=excluded.kind, schema_version=excluded.schema_version, state=excluded.state, "
+    "recorded_at=excluded.recorded_at "
+    "WHERE excluded.version > entity_snapshots.version "
+    "OR excluded.schema_version != entity_snapshots.schema_version"
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -89,25 +99,28 @@ class SnapshotStore:
 
     def save(self, spec: KindSpec, stream: str, version: int, state: Any) -> bool:
         """Store a snapshot unless a newer one exists. Failures are swallowed: it is a cache."""
-        try:
-            raw = _encoder.encode(state).decode()
-        except (TypeError, msgspec.EncodeError):
-            return False
+        return self.save_many([(spec, stream, version, state)]) == 1
+
+    def save_many(self, snapshots: Sequence[tuple[KindSpec, str, int, Any]]) -> int:
+        """Store snapshots in one write transaction (each unless a newer one of its stream
+        exists); how many were stored. Failures are swallowed: it is a cache."""
         now = datetime.now(UTC).isoformat()
+        rows = []
+        for spec, stream, version, state in snapshots:
+            try:
+                raw = _encoder.encode(state).decode()
+            except (TypeError, msgspec.EncodeError):
+                continue
+            rows.append((stream, version, spec.name, spec.snapshot_version, raw, now))
+        if not rows:
+            return 0
         with self._lock, contextlib.suppress(apsw.Error):
-            self._connection().execute(
-                "INSERT INTO entity_snapshots(stream, version, kind, schema_version, state, "
-                "recorded_at) VALUES (?,?,?,?,?,?) ON CONFLICT(stream) DO UPDATE SET "
-                "version=excluded.version, kind=excluded.kind, "
-                "schema_version=excluded.schema_version, state=excluded.state, "
-                "recorded_at=excluded.recorded_at "
-                "WHERE excluded.version > entity_snapshots.version "
-                "OR excluded.schema_version != entity_snapshots.schema_version",
-                (stream, version, spec.name, spec.snapshot_version, raw, now),
-            )
-            self.written += 1
-            return True
-        return False
+            conn = self._connection()
+            with conn:  # one transaction: one commit for all of them
+                conn.executemany(SAVE, rows)
+            self.written += len(rows)
+            return len(rows)
+        return 0
 
     def close(self) -> None:
         with self._lock:

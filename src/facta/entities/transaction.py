@@ -10,6 +10,7 @@ Staged events reach the shared cache only after the append commits.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine, Set
 from typing import TYPE_CHECKING, Any
 
 from facta.entities.cache import ActiveEntity, InFlight
@@ -99,11 +100,31 @@ class Transaction:
     def entity(self, kind: Any, entity_id: str) -> TxEntity:
         return TxEntity(self, spec_of(kind), entity_id)
 
-    async def participant(self, spec: KindSpec, entity_id: str) -> Participant:
+    def _ready(self, spec: KindSpec, entity_id: str) -> Participant | None:
+        """The participant, if it can be had without waiting: read already, or cached,
+        activated and readable now (the usual case); else None (see :meth:`participant`)."""
         stream = f"{spec.name}-{entity_id}"
         found = self.participants.get(stream)
         if found is not None:
             return found
+        runtime = self.runtime
+        entry = runtime.cache.peek(stream)
+        if entry is None or not entry.activated:
+            return None
+        readable = entry.readable()
+        if readable is None:
+            return None
+        runtime.cache.touch(entry)
+        state, version, tip = readable
+        found = Participant(spec, stream, state, version, entry=entry, read_tip=tip)
+        self.participants[stream] = found
+        return found
+
+    async def participant(self, spec: KindSpec, entity_id: str) -> Participant:
+        found = self._ready(spec, entity_id)
+        if found is not None:
+            return found
+        stream = f"{spec.name}-{entity_id}"
         runtime = self.runtime
         entry = runtime.cache.peek(stream)
         if entry is None:
@@ -131,7 +152,7 @@ class Transaction:
         metadata: dict[str, Any] | None = None,
     ) -> list[Any]:
         """Decide ``command`` on the participant's staged state; a DomainError propagates."""
-        p = await self.participant(spec, entity_id)
+        p = self._ready(spec, entity_id) or await self.participant(spec, entity_id)
         decided = spec.run_decide(command, p.state)
         if decided:
             evolve, state = spec.evolve, p.state
@@ -162,7 +183,8 @@ class Transaction:
         Participants read from appends still in flight make this append depend on them; the
         entities it writes get it as their new tip while it is in flight.
         """
-        await self._check_reads()
+        if self._first_unreadable() is not None:
+            await self._check_reads()
         entries = self.entries()
         if self.emitted:
             entries += [StreamAppend(s, tuple(events)) for s, events in self.emitted.items()]
@@ -201,6 +223,23 @@ class Transaction:
                 self.runtime.remember_abandoned(key, ticket)
         return result
 
+    def _first_unreadable(self, skip: Set[ActiveEntity] = frozenset()) -> ActiveEntity | None:
+        """The first participant's entry that cannot be read now (a command's append in
+        flight; not one in ``skip``), after checking that those before it were not moved
+        since they were read (:class:`StaleRead`); None if every one is readable and unmoved,
+        the usual case, found without an ``await``."""
+        for p in self.participants.values():
+            entry = p.entry
+            if entry is None or entry in skip:
+                continue
+            readable = entry.readable()
+            if readable is None:
+                return entry
+            _, version, tip = readable
+            if version != p.read_version or (tip is not None and tip is not p.read_tip):
+                raise StaleRead(p.stream, p.read_version, version)
+        return None
+
     async def _check_reads(self) -> None:
         """Fail fast (:class:`StaleRead`) if an append of this process moved a participant
         since it was read: what it reads now is not the state or the chain tip it read.
@@ -211,22 +250,13 @@ class Transaction:
         """
         timeout = self.runtime.config.mailbox_timeout
         for _pass in range(len(self.participants) + 1):
-            waited = False
-            for p in self.participants.values():
-                entry = p.entry
-                if entry is None:
-                    continue
-                readable = entry.readable()
-                if readable is None:
-                    await entry.settled(timeout)
-                    waited = entry.readable() is not None  # else busy still: the log decides
-                    if waited:
-                        break
-                    continue
-                _, version, tip = readable
-                if version != p.read_version or (tip is not None and tip is not p.read_tip):
-                    raise StaleRead(p.stream, p.read_version, version)
-            if not waited:
+            busy: set[ActiveEntity] = set()  # waited for in this pass, busy still
+            while (entry := self._first_unreadable(busy)) is not None:
+                await entry.settled(timeout)
+                if entry.readable() is not None:
+                    break  # check every participant again
+                busy.add(entry)  # the log decides for it
+            else:
                 return
 
     def apply_committed(self) -> None:
@@ -263,8 +293,9 @@ class TxEntity:
         self.spec = spec
         self.id = entity_id
 
-    async def send(self, command: Any) -> list[Any]:
-        return await self.tx.send(self.spec, self.id, command)
+    def send(self, command: Any) -> Coroutine[Any, Any, list[Any]]:
+        """Decide ``command`` in the transaction (await it); a DomainError propagates."""
+        return self.tx.send(self.spec, self.id, command)
 
     async def state(self) -> Any:
         """The state as this transaction sees it (its own staged events included)."""

@@ -32,6 +32,7 @@ from facta.log.ids import uuid7_blobs
 _LENGTH = struct.Struct("<Q")
 _pack = _LENGTH.pack
 _NO_ID = _pack(0)
+_OUTCOME_TAG = _pack(1) + b"o"
 # Checked names, each with the hash prefix it contributes, so a name is checked and encoded
 # once (bounded: past the limit, names are checked on every use).
 _KNOWN_LIMIT = 10_000
@@ -39,7 +40,9 @@ _event_prefixes: dict[tuple[str, int], bytes] = {}
 _stream_prefixes: dict[str, bytes] = {}
 
 
-class PreparedEvent(msgspec.Struct, frozen=True):
+# Prepared events and streams hold only strings, bytes, ints and each other: they cannot be part
+# of a reference cycle, so the cyclic collector need not track them (two per event appended).
+class PreparedEvent(msgspec.Struct, frozen=True, gc=False):
     id: bytes  # the 16 bytes of the UUID, as the log stores it
     type: str
     schema_version: int
@@ -50,7 +53,7 @@ class PreparedEvent(msgspec.Struct, frozen=True):
     id_given: bool
 
 
-class PreparedStream(msgspec.Struct, frozen=True):
+class PreparedStream(msgspec.Struct, frozen=True, gc=False):
     stream: str
     expect: Expectation
     events: tuple[PreparedEvent, ...]
@@ -101,12 +104,9 @@ def prepare_append(
             "an append needs at least one stream (or a key with an outcome, or a tracking record)"
         )
     chunks: list[bytes] = []
-    streams: list[PreparedStream] = []
+    checked: list[tuple[str, bytes, Expectation, Sequence[NewEvent]]] = []
     count = 0
-    size = 0
-    given_ids = False
     seen: set[str] | None = set() if len(entries) > 1 else None
-    max_event_bytes = config.max_event_bytes
     for entry in entries:
         if type(entry) is not StreamAppend and not isinstance(entry, StreamAppend):
             raise InvalidInput(f"expected StreamAppend entries, found {type(entry).__name__}")
@@ -127,16 +127,25 @@ def prepare_append(
                 f"stream {stream!r}: an entry without events is a read check and needs an "
                 f"exact version, found {_spell(expect)}"
             )
+        count += len(events)
+        checked.append((stream, prefix, expect, events))
+    # The ids of the whole append in one draw, in order (one lock, one clock read).
+    ids = iter(uuid7_blobs(count))
+    streams: list[PreparedStream] = []
+    size = 0
+    given_ids = False
+    max_event_bytes = config.max_event_bytes
+    # Events of one command share their metadata dict: it is checked and encoded once.
+    shared = _SharedMetadata()
+    for stream, prefix, expect, stream_events in checked:
         spelled = expect.value.encode() if isinstance(expect, Expect) else b"%d" % expect
         chunks += (prefix, _pack(len(spelled)), spelled)
-        ids = uuid7_blobs(len(events))
         prepared = tuple(
             [
-                _prepare_event(stream, e, max_event_bytes, chunks, new_id)
-                for e, new_id in zip(events, ids, strict=True)
+                _prepare_event(stream, e, max_event_bytes, chunks, next(ids), shared)
+                for e in stream_events
             ]
         )
-        count += len(prepared)
         for e in prepared:
             size += len(e.data) + len(e.metadata)
             if e.id_given:
@@ -153,7 +162,8 @@ def prepare_append(
     outcome_json: str | None = None
     if outcome is not None:
         outcome_json = encode_json_checked(outcome, "outcome")
-        chunks.append(_parts("o", outcome_json))
+        raw = outcome_json.encode()
+        chunks += (_OUTCOME_TAG, _pack(len(raw)), raw)
     prepared_tracking = _prepare_tracking(tracking) if tracking is not None else None
     if prepared_tracking is not None:
         t = prepared_tracking
@@ -205,6 +215,15 @@ def _prepare_tracking(tracking: Tracking) -> PreparedTracking:
 
 
 def encode_json_checked(value: Any, what: str) -> str:
+    """Canonical JSON of ``value`` as text; non-finite numbers and non-JSON values refused."""
+    try:
+        encoded = encode_json(value)
+    except (TypeError, msgspec.EncodeError):
+        pass  # the checks below name the problem
+    else:
+        # msgspec writes NaN and infinities as null: only output with a null needs the walk.
+        if b"null" not in encoded:
+            return encoded.decode()
     from facta.log.codec import find_non_finite
 
     bad = find_non_finite(value)
@@ -216,8 +235,27 @@ def encode_json_checked(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
 
 
+class _SharedMetadata:
+    """The last metadata dict one append encoded, with its checked parts: the events a command
+    decides all carry the same dict, encoded and checked once per append."""
+
+    __slots__ = ("causation", "correlation", "encoded", "text", "value")
+
+    def __init__(self) -> None:
+        self.value: object = None
+        self.encoded = b""
+        self.text = ""
+        self.causation: str | None = None
+        self.correlation: str | None = None
+
+
 def _prepare_event(
-    stream: str, event: NewEvent, max_event_bytes: int, chunks: list[bytes], new_id: bytes
+    stream: str,
+    event: NewEvent,
+    max_event_bytes: int,
+    chunks: list[bytes],
+    new_id: bytes,
+    shared: _SharedMetadata,
 ) -> PreparedEvent:
     if type(event) is not NewEvent and not isinstance(event, NewEvent):
         raise InvalidInput(
@@ -231,15 +269,19 @@ def _prepare_event(
         prefix = _event_prefixes.get((event_type, version))
     if prefix is None:
         prefix = _event_prefix(event_type, version)
-    metadata = event.metadata
     data = _encode_body(event.data, stream, event_type, "data")
-    meta = _encode_body(metadata, stream, event_type, "metadata")
-    causation = metadata.get("causation_id")
-    correlation = metadata.get("correlation_id")
-    if causation is not None and not isinstance(causation, str):
-        _refuse_reserved("causation_id", causation, stream, event_type)
-    if correlation is not None and not isinstance(correlation, str):
-        _refuse_reserved("correlation_id", correlation, stream, event_type)
+    metadata = event.metadata
+    if metadata is not shared.value or type(metadata) is not dict:
+        meta = _encode_body(metadata, stream, event_type, "metadata")
+        causation = metadata.get("causation_id")
+        correlation = metadata.get("correlation_id")
+        if causation is not None and not isinstance(causation, str):
+            _refuse_reserved("causation_id", causation, stream, event_type)
+        if correlation is not None and not isinstance(correlation, str):
+            _refuse_reserved("correlation_id", correlation, stream, event_type)
+        shared.value, shared.encoded, shared.text = metadata, meta, meta.decode()
+        shared.causation, shared.correlation = causation, correlation
+    meta = shared.encoded
     if len(data) + len(meta) > max_event_bytes:
         raise LimitExceeded(
             f"{_where(stream, event_type)} is {len(data) + len(meta)} bytes, over "
@@ -259,9 +301,9 @@ def _prepare_event(
         event_type,
         version,
         data.decode(),
-        meta.decode(),
-        causation,
-        correlation,
+        shared.text,
+        shared.causation,
+        shared.correlation,
         given is not None,
     )
 

@@ -269,9 +269,10 @@ class SqliteWriter:
             if request.key is not None:
                 conn.execute("DELETE FROM outcomes WHERE key = ?", (request.key,))
             raise
+        # The rows of every stream of the append, inserted by one statement call.
         position = head
+        rows = []
         for entry, current in zip(request.streams, currents, strict=True):
-            rows = []
             version = current
             for event in entry.events:
                 position += 1
@@ -291,10 +292,10 @@ class SqliteWriter:
                         event.correlation_id,
                     )
                 )
-            if len(rows) == 1:
-                conn.execute(INSERT_EVENT, rows[0])
-            elif rows:
-                conn.executemany(INSERT_EVENT, rows)
+        if len(rows) == 1:
+            conn.execute(INSERT_EVENT, rows[0])
+        elif rows:
+            conn.executemany(INSERT_EVENT, rows)
         for item in written:
             versions[item[0]] = item[1]
         if request.tracking is not None:
