@@ -98,8 +98,13 @@ def test_synchronous_off_declared_strict_is_caught_losing_acknowledged_appends(
             seed=3,
             factory=factory_of(SyncOffDeclaredStrict),
         )
-    assert caught.value.kind == "lost", caught.value
-    assert "acknowledged append" in str(caught.value) and "is missing" in str(caught.value)
+    # With nothing synced, a cut loses acknowledged appends, or tears the database file a
+    # checkpoint was writing (seen once in a make test under load): both are this bug's doing.
+    if caught.value.kind == "unreadable":
+        assert "malformed" in str(caught.value) or "corrupt" in str(caught.value).lower()
+    else:
+        assert caught.value.kind == "lost", caught.value
+        assert "acknowledged append" in str(caught.value) and "is missing" in str(caught.value)
 
 
 def test_acknowledging_before_commit_is_caught_losing_acknowledged_appends(
