@@ -471,6 +471,9 @@ class Quantiles(Measure):
     def dump(self, state: QuantileState) -> Any:
         return state.dump()
 
+    def dump_many(self, states: Sequence[QuantileState]) -> list[Any]:
+        return [state.dump() for state in states]
+
     def load(self, raw: Any) -> QuantileState:
         return QuantileState.load(self.k, bytes(raw))
 
@@ -532,6 +535,9 @@ class TopK(Measure):
     def dump(self, state: TopKState) -> Any:
         return state.dump()
 
+    def dump_many(self, states: Sequence[TopKState]) -> list[Any]:
+        return [state.dump() for state in states]
+
     def load(self, raw: Any) -> TopKState:
         return TopKState.load(self.lg_max_map, bytes(raw))
 
@@ -574,6 +580,9 @@ class Distinct(Measure):
 
     def dump(self, state: DistinctState) -> Any:
         return state.dump()
+
+    def dump_many(self, states: Sequence[DistinctState]) -> list[Any]:
+        return [state.dump() for state in states]
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))
