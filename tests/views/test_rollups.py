@@ -26,6 +26,7 @@ from facta.views import (
     shapes,
     views_path,
 )
+from facta.views.measures import encode_cells
 from facta.views.shapes import _rebucket
 from tests.views.conftest import FAST
 
@@ -243,4 +244,34 @@ def test_roll_ups_of_a_live_view_with_late_events_give_the_merge_of_their_bucket
             fast, slow = both_paths(snapshot, None, None, every, group_by, None)
             assert fast.num_rows > 0
             same_rows(fast, slow)
+    store.close()
+
+
+def test_a_live_commit_stores_each_cell_of_every_level_as_it_is_in_memory(tmp_path: Any) -> None:
+    """A commit serialises the bucket, all-time and roll-up cells it changed in one pass: every
+    stored row (level, dims, bucket) holds the very bytes and position of that cell's states,
+    not a neighbour's (the pass puts the levels' cells side by side)."""
+    path = tmp_path / "log.db"
+    with SqliteLog(path, FAST) as log:
+        for start, event in enumerate(events(400)):
+            log.append_sync(f"s{start % 7}", [event])
+    store = ViewStore(views_path(path))
+    view = compile_view(load_definition("live", view_table("1h")))
+    settings = EngineSettings(batch_size=40, commit_every_events=40)
+    with ViewEngine(path, view, store, settings).open() as engine:
+        engine.run()
+        assert engine.batches == 10
+        expected = {("", dims, bucket): cell for (dims, bucket), cell in engine.cells.items()}
+        for level, cells in engine._rollups.cells.items():
+            expected.update({(level, d, b): cell for (d, b), cell in cells.items()})
+        stored = list(store.cells("live", engine.generation, level=None))
+        assert {s.level for s in stored} == {"", "1d", "1w", "1mo"}
+        assert len(stored) == len(expected) > 100
+        keys = list(expected)
+        raws = encode_cells(view.measures, [expected[key].states for key in keys])
+        by_key = dict(zip(keys, raws, strict=True))
+        for row in stored:
+            key = (row.level, row.dims, row.bucket)
+            assert row.state == by_key[key], key
+            assert row.changed_at == expected[key].changed_at, key
     store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from facta.log import NewEvent, SqliteLog
 from facta.views import EngineSettings, ViewEngine, ViewStore, compile_view, load_definition
 from facta.views.compile import CompiledView
-from facta.views.pipeline import Evaluated, Pipeline
+from facta.views.pipeline import BUCKET, Evaluated, Pipeline
 from facta.views.query import open_snapshot
 from facta.views.shapes import groups
 from facta.views.smallbatch import Declined, evaluate_small, handles
@@ -175,3 +176,31 @@ def test_a_view_built_in_small_pages_equals_the_columnar_build(flights_log: Path
         tables.append(groups(open_snapshot(store, "delays"), per_bucket=True))
     assert tables[0].num_rows > 100
     assert tables[0].to_pylist() == tables[1].to_pylist()
+
+
+def test_time_spellings_read_again_on_later_pages_give_the_same_buckets(
+    shared_log: tuple[Path, SqliteLog],
+) -> None:
+    """Each time spelling is parsed once for many pages: a later page with the same times gets
+    the same buckets as the first, and a spelling the small path declines (a fraction of a
+    second) is declined on every page, not remembered as unreadable."""
+    path, log = shared_log
+    view = VIEWS[0]
+    reader = LogReader(str(path), view.definition.source, view.log_columns())
+    try:
+        pages = []
+        for when in ("2013-01-01T10:00:00+05:30", "2013-01-01T10:00:00.5+01:00"):
+            for _ in range(2):
+                after = log.head_sync()
+                log.append_sync("times", [NewEvent(type="Flew", data={"at": when})])
+                pages.append(reader.read(after, 50_000).events)
+        hour = int(datetime(2013, 1, 1, 4, 30, tzinfo=UTC).timestamp())  # 10:00 in Kolkata
+        for page in pages[:2]:
+            found = evaluate_small(view, page)
+            assert found.rows.column(BUCKET).to_pylist() == [hour]
+            assert found.rejected_events.size == 0
+        for page in pages[2:]:
+            with pytest.raises(Declined, match=r"time spelling '2013-01-01T10:00:00\.5\+01:00'"):
+                evaluate_small(view, page)
+    finally:
+        reader.close()

@@ -4,6 +4,7 @@ sorted labels for text."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facta.views.batch import Column
+from facta.views.compile import compile_view
+from facta.views.definition import load_definition
 from facta.views.grouping import group_rows
 from facta.views.pipeline import BUCKET
-from facta.views.stacked import _python_groups, _python_texts
+from facta.views.prepared import column_of
+from facta.views.stacked import _python_groups, _python_texts, _small_column, _tiled
+from tests.views.conftest import flights_view
 
 _rows = st.lists(
     st.tuples(
@@ -66,3 +71,37 @@ def test_python_text_encoding_is_arrows(texts: list[str | None]) -> None:
     assert np.array_equal(mine.codes, theirs.codes)
     assert mine.labels is not None and theirs.labels is not None
     assert mine.labels.tolist() == theirs.labels.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 1e308])),
+        min_size=1,
+        max_size=60,
+    ),
+    chunks=st.integers(1, 3),
+)
+def test_a_small_double_column_is_column_ofs(values: list[float | None], chunks: int) -> None:
+    view = compile_view(load_definition("delays", flights_view()))
+    assert view.kinds["dep_delay"] == "float"
+    cut = [len(values) * i // chunks for i in range(chunks + 1)]
+    column = pa.chunked_array(
+        [pa.array(values[a:b], pa.float64()) for a, b in itertools.pairwise(cut)],
+        pa.float64(),
+    )
+    mine = _small_column(view, column, "dep_delay", True)
+    theirs = column_of(view, column, "dep_delay")
+    assert mine.values.dtype == theirs.values.dtype == np.float64
+    assert np.array_equal(mine.values, theirs.values, equal_nan=True)
+    assert np.array_equal(np.signbit(mine.values), np.signbit(theirs.values))
+    assert np.array_equal(mine.present, theirs.present)
+    assert mine.present.tolist() == [v is not None for v in values]
+
+
+def test_tiled_repeats_like_numpy_tile() -> None:
+    for values in (np.arange(5), np.array(["a", None], dtype=object), np.array([], np.int64)):
+        for copies in (1, 4):
+            tiled = _tiled(values, copies)
+            assert tiled.dtype == values.dtype
+            assert tiled.tolist() == np.tile(values, copies).tolist()

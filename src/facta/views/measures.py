@@ -159,8 +159,8 @@ class Count(Measure):
         return SumState()
 
     def update(self, states: Sequence[SumState], batch: Batch) -> None:
-        for g, size in enumerate(batch.groups.sizes()):
-            states[g].n += int(size)
+        for state, size in zip(states, batch.groups.sizes().tolist(), strict=False):
+            state.n += size
 
     def finalize(self, state: SumState) -> dict[str, Any]:
         return {self.name: state.n}
@@ -331,9 +331,12 @@ class CoMoments(Measure):
     def update(self, states: Sequence[CoMomentState], batch: Batch) -> None:
         found = self.prepare(batch)
         present = np.flatnonzero(found[0])
-        columns = [part[present].tolist() for part in found]
-        for g, *moments in zip(present.tolist(), *columns, strict=True):
-            states[g].add(*moments)
+        n, mean_x, mean_y, m2_x, m2_y, c = (part[present].tolist() for part in found)
+        # Named, not star-unpacked: no list per group (a live page's hundred groups).
+        for g, n_g, mx, my, m2x, m2y, c_g in zip(
+            present.tolist(), n, mean_x, mean_y, m2_x, m2_y, c, strict=True
+        ):
+            states[g].add(n_g, mx, my, m2x, m2y, c_g)
 
     def finalize(self, state: CoMomentState) -> dict[str, Any]:
         return {self.name: finite(state.covariance(sample=self.sample)), f"{self.name}_n": state.n}
@@ -471,6 +474,9 @@ class Quantiles(Measure):
     def dump(self, state: QuantileState) -> Any:
         return state.dump()
 
+    def dump_many(self, states: Sequence[QuantileState]) -> list[Any]:
+        return [state.dump() for state in states]
+
     def load(self, raw: Any) -> QuantileState:
         return QuantileState.load(self.k, bytes(raw))
 
@@ -532,6 +538,9 @@ class TopK(Measure):
     def dump(self, state: TopKState) -> Any:
         return state.dump()
 
+    def dump_many(self, states: Sequence[TopKState]) -> list[Any]:
+        return [state.dump() for state in states]
+
     def load(self, raw: Any) -> TopKState:
         return TopKState.load(self.lg_max_map, bytes(raw))
 
@@ -574,6 +583,9 @@ class Distinct(Measure):
 
     def dump(self, state: DistinctState) -> Any:
         return state.dump()
+
+    def dump_many(self, states: Sequence[DistinctState]) -> list[Any]:
+        return [state.dump() for state in states]
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))

@@ -33,8 +33,8 @@ from facta.views import calendar
 from facta.views.batch import Groups, Ints
 from facta.views.compile import CompiledView
 from facta.views.grouping import GroupParts, Key, parent_groups, unique_inverse
-from facta.views.measures import encode_cells, merged_states
-from facta.views.store import BASE_LEVEL, StoredCell, ViewStore
+from facta.views.measures import merged_states
+from facta.views.store import BASE_LEVEL, ViewStore
 
 # Per bucket width: each roll-up level and the level it nests in for queries (its children).
 LEVELS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
@@ -134,8 +134,11 @@ class Rollups:
             for key in buckets:
                 stale.add((key[0], self.floor(key[1], level)))
 
-    def changed(self, buckets: Mapping[Key, Any], make: Callable[..., Any]) -> list[StoredCell]:
-        """The cells changed since the last call, serialised to store; forgets that they were.
+    def changed(
+        self, buckets: Mapping[Key, Any], make: Callable[..., Any]
+    ) -> list[tuple[str, Key, Any]]:
+        """The cells changed since the last call, as (level, key, cell); forgets that they were.
+        The caller serialises them (with the bucket cells of the same commit, in one pass).
 
         Marked cells are first merged anew from their children among ``buckets`` (built with
         ``make(states, changed_at)``)."""
@@ -147,16 +150,10 @@ class Rollups:
                 self.cells[level][parent] = make(states, max(k.changed_at for k in kids))
             self.dirty[level].update(stale)
             stale.clear()
-        written = []
+        written: list[tuple[str, Key, Any]] = []
         for level in self.levels:
             cells, dirty = self.cells[level], self.dirty[level]
-            keys = list(dirty)
-            changed = [cells[key] for key in keys]
-            raws = encode_cells(self._measures, [cell.states for cell in changed])
-            written += [
-                StoredCell(key[0], key[1], cell.changed_at, raw, level)
-                for key, cell, raw in zip(keys, changed, raws, strict=True)
-            ]
+            written += [(level, key, cells[key]) for key in dirty]
             dirty.clear()
         return written
 

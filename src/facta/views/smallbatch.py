@@ -104,7 +104,16 @@ def _typed(value: Any, declared: str) -> tuple[Any, bool]:
 
 def _bucket(text: Any, width: str, zone: str) -> int | None:
     """The bucket start of an ISO-8601 time with an offset, None if it is no such time."""
-    if not isinstance(text, str) or not _ANY_TIME.fullmatch(text):
+    if not isinstance(text, str):
+        return None
+    return _text_bucket(text, width, zone)
+
+
+# Successive live pages mostly repeat the times of the pages before (hourly data): each
+# spelling is parsed and floored once for many pages. (A Declined is not remembered.)
+@functools.lru_cache(maxsize=4096)
+def _text_bucket(text: str, width: str, zone: str) -> int | None:
+    if not _ANY_TIME.fullmatch(text):
         return None
     if not _SIMPLE_TIME.fullmatch(text):
         raise Declined(f"time spelling {text!r}")
@@ -192,9 +201,11 @@ def evaluate_small(view: CompiledView, page: pa.Table) -> Evaluated:
             columns[name] = page.column(_BUILTINS[name]).combine_chunks()
         else:
             columns[name] = pa.array(values[name], _ARROW[fields[name]])
-    rows = pa.table(columns).filter(pa.array(keep, pa.bool_()))
+    table = pa.table(columns)
+    if rejected_events:  # only a row whose bucket is unreadable is left out
+        table = table.filter(pa.array(keep, pa.bool_()))
     return Evaluated(
-        rows,
+        table,
         {name: np.asarray(found, dtype=np.int64) for name, found in bad.items()},
         np.asarray(rejected_events, dtype=np.int64),
         {},

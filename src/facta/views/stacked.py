@@ -83,15 +83,10 @@ def prepare_stacked(
         offset += level_groups.count
     stacked = Groups(np.concatenate(inverse), offset)
     columns = {
-        name: _repeated(
-            _python_texts(rows.column(name))
-            if small and view.kinds[name] == "string"
-            else column_of(view, rows.column(name), name),
-            copies,
-        )
+        name: _repeated(_small_column(view, rows.column(name), name, small), copies)
         for name in view.measure_fields()
     }
-    positions = np.tile(rows.column("_position").to_numpy().astype(np.int64), copies)
+    positions = _tiled(rows.column("_position").to_numpy().astype(np.int64), copies)
     batch = Batch(stacked, columns, positions, stacked.sorted_rows())
     changed = np.zeros(stacked.count, dtype=np.int64)
     np.maximum.at(changed, stacked.inverse, positions)
@@ -119,6 +114,18 @@ def _python_groups(rows: pa.Table, dimensions: Sequence[str]) -> tuple[Groups, l
     return Groups(inverse, len(index)), keys
 
 
+def _small_column(view: CompiledView, column: pa.ChunkedArray, name: str, small: bool) -> Column:
+    """``column_of``; for a small page, text and double columns without Arrow compute calls
+    (a cast and a null fill cost more than fifty values)."""
+    kind = view.kinds[name]
+    if small and kind == "string":
+        return _python_texts(column)
+    if small and kind == "float" and column.type == pa.float64():
+        # A double column's nulls come out of Arrow as NaN, as ``fill_null(nan)`` makes them.
+        return Column.floats(column.to_numpy())
+    return column_of(view, column, name)
+
+
 def _python_texts(column: pa.ChunkedArray) -> Column:
     """``Column.text_array`` for a few rows, in plain Python: the same values, codes and
     sorted labels, without Arrow's per-call cost."""
@@ -138,9 +145,14 @@ def _python_texts(column: pa.ChunkedArray) -> Column:
 def _repeated(column: Column, copies: int) -> Column:
     """The column's rows, ``copies`` times over."""
     return Column(
-        np.tile(column.values, copies),
-        np.tile(column.present, copies),
+        _tiled(column.values, copies),
+        _tiled(column.present, copies),
         column.texts,
-        None if column.codes is None else np.tile(column.codes, copies),
+        None if column.codes is None else _tiled(column.codes, copies),
         column.labels,
     )
+
+
+def _tiled(values: Any, copies: int) -> Any:
+    """``np.tile`` of a one-dimensional array, without its Python-level reshaping."""
+    return np.concatenate((values,) * copies)

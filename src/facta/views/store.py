@@ -430,7 +430,7 @@ class ViewStore(ViewLocks):
         if owned:  # committed: these cells now have changed_at > the snapshot (or none is)
             if snapshot_at != build[2]:
                 fresh = set()  # written at the snapshot itself: not past it
-            else:
+            elif snapshot_at > 0:  # (before any snapshot no history is kept: nothing to skip)
                 fresh.update((c.level, c.dims, c.bucket) for c in cells)
             self._fresh[view] = ((build[0], build[1], snapshot_at), fresh)
 
