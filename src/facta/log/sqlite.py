@@ -46,7 +46,6 @@ from facta.log.event import (
 from facta.log.group_commit import AppendTicket, GroupCommit, Pending
 from facta.log.metrics import LogMetrics
 from facta.log.protocol import LogStats, StreamInfo
-from facta.log.readahead import ReadAhead
 from facta.log.request import PreparedAppend, prepare_append
 from facta.log.sqlite_schema import (
     connect,
@@ -116,7 +115,6 @@ class SqliteLog:
             target=self._checkpoint_loop, name="facta-checkpointer", daemon=True
         )
         self._checkpointer.start()
-        self._read_ahead = ReadAhead(self._fetch_rows)
         self._write = self.writer_class(
             self._writer, self.path, self.clock, self.metrics, self.signal
         )
@@ -305,16 +303,10 @@ class SqliteLog:
     ) -> list[RecordedEvent]:
         # The rows are fetched in a thread and decoded here: decoding where the events are used
         # (and later freed) measured a third cheaper than handing decoded events across threads.
-        # A scan's next page is fetched while this one is decoded (see readahead).
-        if self._closed:
-            raise LogClosed(f"log {self.path} is closed")
-        rows = await self._read_ahead.page(after, _check_limit(limit), types, stream_prefix)
+        rows, _, _ = await self._in_thread(
+            self._fetch_page, after, _check_limit(limit), types, stream_prefix, None
+        )
         return _decode_page(rows)
-
-    def _fetch_rows(
-        self, after: int, limit: int, types: Sequence[str] | None, stream_prefix: str | None
-    ) -> list[Any]:
-        return self._fetch_page(after, limit, types, stream_prefix, None)[0]
 
     def _fetch_page(
         self,
@@ -702,7 +694,6 @@ class SqliteLog:
             return
         self._group.close()
         self._closed = True
-        self._read_ahead.drop()
         self._checkpoint_wanted.set()
         self._checkpointer.join(5.0)
         self._poller.close()
