@@ -159,14 +159,8 @@ class Runtime:
                     result = await tx.commit(self._log_key(command_id), ACCEPTED)
                 except WrongExpectedVersion as conflict:
                     last = conflict
-                    self.stats.transaction_conflicts += 1
-                    if isinstance(conflict, StaleRead):
-                        # A commit of this process moved a participant, and the cache already
-                        # holds it: run again at once, nothing to reload and no one to wait for.
-                        self.stats.stale_reads += 1
-                        continue
-                    await tx.refresh()
-                    await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                    if not await self._after_conflict(tx, conflict):
+                        await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                     continue
                 except IdempotencyKeyReused:
                     return await self._replayed_commit(command_id)
@@ -177,6 +171,17 @@ class Runtime:
         finally:
             self._active -= 1
             self._settle_collector()
+
+    async def _after_conflict(self, tx: Transaction, conflict: WrongExpectedVersion) -> bool:
+        """Count a commit's conflict and reload the participants, unless it was a stale read:
+        a commit of this process moved a participant and the cache already holds it, so there
+        is nothing to reload and no one to wait for (then True: run again at once)."""
+        self.stats.transaction_conflicts += 1
+        if isinstance(conflict, StaleRead):
+            self.stats.stale_reads += 1
+            return True
+        await tx.refresh()
+        return False
 
     async def _applied_meanwhile(self, command_id: str | None) -> Committed | None:
         """The outcome of ``command_id`` if it was recorded after this attempt looked it up.
@@ -231,11 +236,7 @@ class Runtime:
         try:
             result = await tx.commit(self._log_key(command_id), ACCEPTED)
         except WrongExpectedVersion as conflict:
-            self.stats.transaction_conflicts += 1
-            if isinstance(conflict, StaleRead):
-                self.stats.stale_reads += 1
-            else:
-                await tx.refresh()
+            await self._after_conflict(tx, conflict)
             raise TransactionConflict(1, conflict.stream, str(conflict)) from conflict
         except IdempotencyKeyReused:
             tx.result = await self._replayed_commit(command_id)
