@@ -418,7 +418,17 @@ def quantile_label(q: float) -> str:
     return "p" + text.replace(".", "_")
 
 
-class Quantiles(Measure):
+class SketchMeasure(Measure):
+    """A measure whose state wraps a sketch that serialises itself (``state.dump()``)."""
+
+    def dump(self, state: Any) -> Any:
+        return state.dump()
+
+    def dump_many(self, states: Sequence[Any]) -> list[Any]:
+        return [state.dump() for state in states]
+
+
+class Quantiles(SketchMeasure):
     kind = "quantiles"
 
     @functools.cached_property
@@ -471,12 +481,6 @@ class Quantiles(Measure):
         types[f"{self.name}_n"] = pa.int64()
         return types
 
-    def dump(self, state: QuantileState) -> Any:
-        return state.dump()
-
-    def dump_many(self, states: Sequence[QuantileState]) -> list[Any]:
-        return [state.dump() for state in states]
-
     def load(self, raw: Any) -> QuantileState:
         return QuantileState.load(self.k, bytes(raw))
 
@@ -495,7 +499,7 @@ FREQUENT_ITEM = pa.struct(
 )
 
 
-class TopK(Measure):
+class TopK(SketchMeasure):
     kind = "top_k"
 
     @functools.cached_property
@@ -535,17 +539,11 @@ class TopK(Measure):
     def output_types(self) -> dict[str, pa.DataType]:
         return {self.name: pa.list_(FREQUENT_ITEM), f"{self.name}_n": pa.int64()}
 
-    def dump(self, state: TopKState) -> Any:
-        return state.dump()
-
-    def dump_many(self, states: Sequence[TopKState]) -> list[Any]:
-        return [state.dump() for state in states]
-
     def load(self, raw: Any) -> TopKState:
         return TopKState.load(self.lg_max_map, bytes(raw))
 
 
-class Distinct(Measure):
+class Distinct(SketchMeasure):
     kind = "distinct"
 
     @functools.cached_property
@@ -580,12 +578,6 @@ class Distinct(Measure):
             f"{self.name}_lower": pa.float64(),
             f"{self.name}_upper": pa.float64(),
         }
-
-    def dump(self, state: DistinctState) -> Any:
-        return state.dump()
-
-    def dump_many(self, states: Sequence[DistinctState]) -> list[Any]:
-        return [state.dump() for state in states]
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, bytes(raw))
