@@ -32,7 +32,6 @@ from facta.log.ids import uuid7_blobs
 _LENGTH = struct.Struct("<Q")
 _pack = _LENGTH.pack
 _NO_ID = _pack(0)
-_OUTCOME_TAG = _pack(1) + b"o"
 # Checked names, each with the hash prefix it contributes, so a name is checked and encoded
 # once (bounded: past the limit, names are checked on every use).
 _KNOWN_LIMIT = 10_000
@@ -162,8 +161,7 @@ def prepare_append(
     outcome_json: str | None = None
     if outcome is not None:
         outcome_json = encode_json_checked(outcome, "outcome")
-        raw = outcome_json.encode()
-        chunks += (_OUTCOME_TAG, _pack(len(raw)), raw)
+        chunks.append(_parts("o", outcome_json))
     prepared_tracking = _prepare_tracking(tracking) if tracking is not None else None
     if prepared_tracking is not None:
         t = prepared_tracking
