@@ -279,7 +279,7 @@ def box_of(state: Any) -> dict[str, Any]:
     n = state.n
     if n == 0:
         return {"n": 0} | {name: None for name, _ in BOX_FIELDS[1:]}
-    sketch = state.sketch
+    sketch = state.view()
     q1, median, q3 = (float(sketch.get_quantile(q)) for q in (0.25, 0.5, 0.75))
     iqr = q3 - q1
     high = float(sketch.get_quantile(sketch.get_rank(q3 + 1.5 * iqr, True), True))

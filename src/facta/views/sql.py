@@ -64,11 +64,11 @@ def mergeable_columns(measure: Measure, state: Any) -> dict[str, Any]:
             f"{name}__c": state.c,
         }
     if isinstance(measure, Quantiles):
-        return {f"{name}__kll": state.dump() or None}
+        return {f"{name}__kll": state.sketch_bytes() or None}
     if isinstance(measure, TopK):
-        return {f"{name}__fi": state.dump() or None}
+        return {f"{name}__fi": state.sketch_bytes() or None}
     if isinstance(measure, Distinct):
-        return {f"{name}__hll": state.dump() or None}
+        return {f"{name}__hll": state.sketch_bytes() or None}
     return {}
 
 
