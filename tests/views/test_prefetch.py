@@ -1,11 +1,19 @@
-"""The GIL switch interval a rebuild shortens is the process's: overlapping engines share it."""
+"""Pages read and evaluated ahead arrive in order, failures reach the engine, and the GIL
+switch interval a rebuild shortens is the process's: overlapping engines share it."""
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 
-from facta.views.prefetch import SWITCH_SECONDS, quick_handoff
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from facta.views.pipeline import Evaluated
+from facta.views.prefetch import QUEUE_PAGES, SWITCH_SECONDS, PagesAhead, quick_handoff
+from facta.views.source import Page
 
 
 def test_overlapping_engines_restore_the_interval_only_when_the_last_one_ends() -> None:
@@ -33,3 +41,78 @@ def test_overlapping_engines_restore_the_interval_only_when_the_last_one_ends() 
         thread.join(10)
     assert seen == [SWITCH_SECONDS]
     assert sys.getswitchinterval() == before
+
+
+class _Pages:
+    """A stand-in log reader: ``total`` events in pages, failing at page ``fail_at``."""
+
+    def __init__(self, total: int, fail_at: int | None = None) -> None:
+        self.total, self.fail_at, self.reads = total, fail_at, 0
+
+    def read(self, after: int, limit: int, *, until: int | None = None) -> Page:
+        self.reads += 1
+        if self.fail_at is not None and self.reads == self.fail_at:
+            raise OSError(f"disk gone at read {self.reads}")
+        count = max(0, min(limit, self.total - after))
+        table = pa.table({"position": pa.array(range(after + 1, after + count + 1), pa.int64())})
+        return Page(table, after, after + count, self.total)
+
+
+def _evaluated(page: Page) -> Evaluated:
+    return Evaluated(page.events, {}, np.zeros(0, dtype=np.int64))
+
+
+def _drain(ahead: PagesAhead, batch: int) -> list[int]:
+    """The first position of each page, until a short page."""
+    firsts = []
+    while True:
+        page, _ = ahead.next()
+        firsts.append(page.after + 1)
+        if page.events.num_rows < batch:
+            return firsts
+
+
+def test_pages_come_in_log_order() -> None:
+    ahead = PagesAhead(_Pages(1050), _evaluated, 100)  # type: ignore[arg-type]
+    ahead.start(0, None)
+    try:
+        assert _drain(ahead, 100) == list(range(1, 1052, 100))
+    finally:
+        ahead.stop()
+
+
+@pytest.mark.parametrize("stage", ["read", "evaluate"])
+def test_a_failure_reaches_the_engine_after_the_pages_before_it(stage: str) -> None:
+    def evaluate(page: Page) -> Evaluated:
+        if page.after >= 300:
+            raise ValueError(f"bad page after {page.after}")
+        return _evaluated(page)
+
+    if stage == "read":
+        ahead = PagesAhead(_Pages(1050, fail_at=4), _evaluated, 100)  # type: ignore[arg-type]
+        expected: type[Exception] = OSError
+    else:
+        ahead = PagesAhead(_Pages(1050), evaluate, 100)  # type: ignore[arg-type]
+        expected = ValueError
+    ahead.start(0, None)
+    try:
+        firsts = [ahead.next()[0].after for _ in range(3)]
+        assert firsts == [0, 100, 200]
+        with pytest.raises(expected):
+            ahead.next()
+    finally:
+        ahead.stop()
+
+
+def test_stopping_returns_while_the_queue_is_full() -> None:
+    reader = _Pages(10**9)
+    ahead = PagesAhead(reader, _evaluated, 10)  # type: ignore[arg-type]
+    ahead.start(0, None)
+    deadline = time.monotonic() + 5
+    while reader.reads < QUEUE_PAGES + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    ahead.stop()
+    assert time.monotonic() - started < 1.0
+    # Bounded: the worker reads at most a queue's worth plus the page it holds.
+    assert reader.reads <= QUEUE_PAGES + 1
