@@ -66,7 +66,8 @@ INSERT_EVENT: Final = (
     "data, metadata, causation_id, correlation_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 
-# One page of events as a single JSON array, built by SQLite and decoded by msgspec in one call.
+# One event as the text of a JSON array, built by SQLite; a page of them is decoded by msgspec in
+# one call.
 # Safe because stream and type names cannot hold quotes or backslashes, ids are UUIDs, times are
 # ISO strings, and data and metadata are JSON we encoded ourselves; an id is written as its
 # 32 hex digits, which msgspec decodes as a UUID. format() builds each text in
@@ -77,15 +78,23 @@ _EVENT_JSON: Final = (
 )
 
 
-def rows_query(where: str, order: str = "position", direction: str = "") -> str:
-    """Each matching event as the text of one JSON array, with its order key, in order.
+def page_query(where: str, order: str = "position", direction: str = "") -> str:
+    """The matching events, in order, as one row: the text of one JSON array of them (NULL when
+    none match), their number, the last one's order key, and the log's head.
 
-    The page is joined in Python: an ordered group_concat would make SQLite sort the page's
-    texts again in a temporary B-tree, which cost more than building them.
+    One statement is one read transaction, and SQLite runs all of it with the GIL released: a
+    worker thread reads a page while another thread decodes the previous one. A row per event,
+    or a statement each for the page and the head inside BEGIN ... COMMIT, made the reading
+    thread take the GIL back between steps, and wait for it while a page was decoded. The
+    array is joined in the order the subquery yields its rows, which SQLite does not promise
+    for an aggregate: the decoder checks it (``_decode_page``).
     """
+    last = "min" if direction == "DESC" else "max"
     return (
-        f"SELECT {_EVENT_JSON}, {order} FROM events WHERE {where} "
-        f"ORDER BY {order} {direction} LIMIT ?"
+        f"SELECT '[' || group_concat(j, ',') || ']', count(*), {last}(k), "
+        f"(SELECT coalesce(max(position), 0) FROM events) FROM "
+        f"(SELECT {_EVENT_JSON} AS j, {order} AS k FROM events WHERE {where} "
+        f"ORDER BY {order} {direction} LIMIT ?)"
     )
 
 
