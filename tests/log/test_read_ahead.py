@@ -109,7 +109,7 @@ def test_pages_come_back_in_order_whichever_order_sqlite_joined_them(tmp_path: P
         events = backend._page_decoder.decode(text)
         reversed_text = msgspec.json.encode(list(reversed(events))).decode()
         assert [e.data["n"] for e in backend._decode_page(reversed_text)] == list(range(12))
-        backwards = backend._decode_page(text, "version", descending=True)
+        backwards = backend._decode_page(text, backend._VERSION, descending=True)
         assert [e.data["n"] for e in backwards] == list(reversed(range(12)))
         assert [
             e.data["n"] for e in log.read_stream_sync("one", from_version=12, backward=True)

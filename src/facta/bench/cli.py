@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -16,6 +16,7 @@ from facta.bench.appends import (
     append_concurrent_sustained,
     append_sequential_strict,
 )
+from facta.bench.method import chosen
 from facta.bench.reads import read_all_decoded
 
 bench_app = typer.Typer(help="Measure facta against baselines run in the same process.")
@@ -60,10 +61,10 @@ def log_command(
         for line in versus_eventsourcing(quick=quick, pairs=pairs):
             _emit(line)
         return
-    names = list(only) if only else list(LOG_BENCHES)
-    unknown = [name for name in names if name not in LOG_BENCHES]
-    if unknown:
-        _fail(f"--only: unknown benchmark {unknown[0]!r}, expected one of {', '.join(LOG_BENCHES)}")
+    try:
+        names = chosen(only, list(LOG_BENCHES))
+    except ValueError as exc:
+        _fail(f"--only: {exc}")
     for name in names:
         _emit(LOG_BENCHES[name](sizes, pairs))
 
@@ -73,7 +74,7 @@ def _emit(line: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
 

@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +76,16 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+
+
+def chosen(only: Sequence[str] | None, known: Sequence[str]) -> list[str]:
+    """The benchmark lines ``--only`` names, in its order (all of ``known`` when it names
+    none); a name not in ``known`` raises ``ValueError`` naming it and the known ones."""
+    names = list(only) if only else list(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown benchmark {unknown[0]!r}, expected one of {', '.join(known)}")
+    return names
 
 
 def median(values: list[float]) -> float:

@@ -243,11 +243,10 @@ def bench_entities(
     only: Sequence[str] = ENTITY_BENCHES,
 ) -> Iterator[dict[str, Any]]:
     """Yield the JSON lines of ``facta bench entities`` (those named in ``only``)."""
-    unknown = [name for name in only if name not in ENTITY_BENCHES]
-    if unknown:
-        raise ValueError(
-            f"unknown benchmark {unknown[0]!r}, expected one of {', '.join(ENTITY_BENCHES)}"
-        )
+    # Imported here: ``facta.bench`` registers this module's commands when it is imported.
+    from facta.bench.method import chosen
+
+    only = chosen(only, ENTITY_BENCHES)
     runs: list[tuple[Run | None, Run]] = []
     if "command_single_entity_strict" in only:
         for _ in range(pairs):
@@ -301,13 +300,12 @@ def entities_command(
     ] = None,
 ) -> None:
     """Benchmark commands and transactions against the log's own appends (JSON lines)."""
-    names = list(only) if only else list(ENTITY_BENCHES)
-    unknown = [name for name in names if name not in ENTITY_BENCHES]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown benchmark {unknown[0]!r}, expected one of {', '.join(ENTITY_BENCHES)}",
-            param_hint="--only",
-        )
+    from facta.bench.method import chosen
+
+    try:
+        names = chosen(only, ENTITY_BENCHES)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--only") from None
     for line in bench_entities(pairs, commands, transfers, clients, names):
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()

@@ -146,14 +146,10 @@ class Runtime:
                     else:
                         async with asyncio.timeout(timeout):
                             value = await fn(tx)
-                except DomainError:
-                    self.stats.transaction_aborts += 1
-                    applied = await self._applied_meanwhile(command_id)
+                except BaseException as error:
+                    applied = await self._aborted(error, command_id)
                     if applied is not None:
                         return applied
-                    raise
-                except BaseException:
-                    self.stats.transaction_aborts += 1
                     raise
                 try:
                     result = await tx.commit(self._log_key(command_id), ACCEPTED)
@@ -182,6 +178,14 @@ class Runtime:
             return True
         await tx.refresh()
         return False
+
+    async def _aborted(self, error: BaseException, command_id: str | None) -> Committed | None:
+        """Count a transaction body that raised ``error``; for a domain error, the outcome of
+        ``command_id`` if another process applied it meanwhile (``_applied_meanwhile``)."""
+        self.stats.transaction_aborts += 1
+        if not isinstance(error, DomainError):
+            return None
+        return await self._applied_meanwhile(command_id)
 
     async def _applied_meanwhile(self, command_id: str | None) -> Committed | None:
         """The outcome of ``command_id`` if it was recorded after this attempt looked it up.
@@ -224,14 +228,10 @@ class Runtime:
         try:
             async with asyncio.timeout(timeout):
                 yield tx
-        except DomainError as error:
-            self.stats.transaction_aborts += 1
-            applied = await self._applied_meanwhile(command_id)
+        except BaseException as error:
+            applied = await self._aborted(error, command_id)
             if applied is not None and command_id is not None:
                 raise AlreadyApplied(command_id, applied) from error
-            raise
-        except BaseException:
-            self.stats.transaction_aborts += 1
             raise
         try:
             result = await tx.commit(self._log_key(command_id), ACCEPTED)

@@ -267,7 +267,7 @@ class SqliteLog:
             else:
                 sql = page_query("stream = ? AND version >= ?", "version")
             text = conn.execute(sql, (stream, from_version, count)).fetchall()[0][0]
-        return _decode_page(text, "version", descending=backward)
+        return _decode_page(text, _VERSION, descending=backward)
 
     async def read_stream(
         self,
@@ -744,12 +744,12 @@ class SqliteLog:
         await asyncio.to_thread(self.close)
 
 
-_POSITION: Final = operator.attrgetter("position")
-_VERSION: Final = operator.attrgetter("version")
+_POSITION: Final[Callable[[RecordedEvent], int]] = operator.attrgetter("position")
+_VERSION: Final[Callable[[RecordedEvent], int]] = operator.attrgetter("version")
 
 
 def _decode_page(
-    text: str | None, order: str = "position", *, descending: bool = False
+    text: str | None, key: Callable[[RecordedEvent], int] = _POSITION, *, descending: bool = False
 ) -> list[RecordedEvent]:
     """Events from the text of a ``page_query`` page, in one decode, in the query's order.
 
@@ -761,25 +761,26 @@ def _decode_page(
     if text is None:
         return []
     if not gc.isenabled():
-        return _decode_in_order(text, order, descending)
+        return _decode_in_order(text, key, descending)
     gc.disable()
     try:
         # The order check allocates too: inside the pause, or its first allocation would run a
         # collection over the page's young dicts (a third more CPU per event, measured).
-        return _decode_in_order(text, order, descending)
+        return _decode_in_order(text, key, descending)
     finally:
         gc.enable()
 
 
-def _decode_in_order(text: str, order: str, descending: bool) -> list[RecordedEvent]:
+def _decode_in_order(
+    text: str, key: Callable[[RecordedEvent], int], descending: bool
+) -> list[RecordedEvent]:
     events: list[RecordedEvent] = _page_decoder.decode(text)
-    key = _POSITION if order == "position" else _VERSION
-    if not in_order(list(map(key, events)), descending=descending):
+    if not _in_order(list(map(key, events)), descending=descending):
         events.sort(key=key, reverse=descending)
     return events
 
 
-def in_order(keys: list[int], *, descending: bool = False) -> bool:
+def _in_order(keys: list[int], *, descending: bool = False) -> bool:
     """Whether ``keys`` strictly increase (or, ``descending``, strictly decrease)."""
     if descending:
         return all(map(operator.gt, keys, itertools.islice(keys, 1, None)))

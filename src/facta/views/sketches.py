@@ -1,8 +1,10 @@
 """Approximate mergeable states over Apache DataSketches: quantiles, frequent items, distinct.
 
-Each state wraps one sketch, created lazily (most groups of a fine-grained view never need the
-larger sketches), serialised with the library's own binary format, and merged with the
-library's merge or union. The error each one promises is reported beside its estimate.
+Each state keeps its inputs as they are while they are few (most cells of a fine-grained view
+see a few dozen), and past a limit wraps one sketch, serialised with the library's own binary
+format and merged with the library's merge or union. The sketch holds so few inputs exactly
+too, so either way gives the same answers. The error each one promises is reported beside its
+estimate.
 """
 
 from __future__ import annotations
@@ -179,35 +181,27 @@ class TopKState:
         """The sketch, built from the counted items (in item order) if there is none yet."""
         if self.sketch is None:
             self.sketch = ds.frequent_strings_sketch(self.lg_max_map)
-            if self.exact:
-                counted = sorted(self.exact.items())
-                collections.deque(
-                    map(self.sketch.update, [i for i, _ in counted], [w for _, w in counted]),
-                    maxlen=0,
-                )
+            for item, weight in sorted((self.exact or {}).items()):
+                self.sketch.update(item, weight)
             self.exact = None
         return self.sketch
 
-    def update(self, item: str, weight: int) -> None:
-        self.add([item], [int(weight)])
-
     def add(self, items: Sequence[str], weights: Sequence[int]) -> None:
         """Fold each item with its weight."""
-        if self.sketch is None and self.exact is None and len(items) <= EXACT_ITEMS:
-            self.exact = dict(zip(items, weights, strict=True))
-            if len(self.exact) == len(items):
-                return
-            self.exact = None  # an item came twice: count it the long way
-        if self.sketch is None and len(items) <= EXACT_ITEMS:
-            exact = self.exact if self.exact is not None else {}
-            self.exact = exact
-            for item, weight in zip(items, weights, strict=True):
-                exact[item] = exact.get(item, 0) + weight
-            if len(exact) <= EXACT_ITEMS:
-                return
-            self._promoted()
+        if self.sketch is not None or len(items) > EXACT_ITEMS:
+            collections.deque(map(self._promoted().update, items, weights), maxlen=0)
             return
-        collections.deque(map(self._promoted().update, items, weights), maxlen=0)
+        if self.exact is None:
+            fresh = dict(zip(items, weights, strict=True))
+            if len(fresh) == len(items):  # distinct items (a batch's pairs): nothing to sum
+                self.exact = fresh
+                return
+            self.exact = {}
+        exact = self.exact
+        for item, weight in zip(items, weights, strict=True):
+            exact[item] = exact.get(item, 0) + weight
+        if len(exact) > EXACT_ITEMS:
+            self._promoted()
 
     def merge(self, other: TopKState) -> None:
         if other.sketch is not None:
@@ -249,13 +243,13 @@ class TopKState:
         return bytes(self.sketch.serialize())
 
     def sketch_bytes(self) -> bytes:
-        """The state in the frequent-items binary format, whichever way it is kept."""
-        if self.sketch is None and not self.exact:
-            return b""
+        """The state in the frequent-items binary format, whichever way it is kept (a copy is
+        promoted: this state stays as it is)."""
         if self.sketch is not None:
             return bytes(self.sketch.serialize())
-        built = TopKState(self.lg_max_map, None, dict(self.exact or {}))
-        return bytes(built._promoted().serialize())
+        if not self.exact:
+            return b""
+        return bytes(TopKState(self.lg_max_map, exact=dict(self.exact))._promoted().serialize())
 
     @staticmethod
     def load(lg_max_map: int, raw: Any) -> TopKState:
@@ -317,9 +311,6 @@ class DistinctState:
         sketch = ds.hll_sketch(self.lg_k, ds.tgt_hll_type.HLL_8)
         collections.deque(map(sketch.update, sorted(items)), maxlen=0)
         return sketch
-
-    def update(self, item: str) -> None:
-        self.add([item])
 
     def add(self, items: Sequence[str]) -> None:
         """Fold these items (distinct or not)."""
