@@ -53,3 +53,11 @@ def flights_log(tmp_path: Path, small_flights: list[dict[str, Any]]) -> Iterator
     with SqliteLog(path, FAST) as log:
         append_flights(log, small_flights)
     yield path
+
+
+@pytest.fixture(scope="module")
+def shared_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, SqliteLog]]:
+    """One log for a test module whose tests each append their own events and read them back."""
+    path = tmp_path_factory.mktemp("shared") / "log.db"
+    with SqliteLog(path, FAST) as log:
+        yield path, log

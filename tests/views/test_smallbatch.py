@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from facta.views.query import open_snapshot
 from facta.views.shapes import groups
 from facta.views.smallbatch import Declined, evaluate_small, handles
 from facta.views.source import LogReader
-from tests.views.conftest import FAST, flights_view
+from tests.views.conftest import flights_view
 
 FIELDS = {"carrier": "string", "delay": "double", "seats": "bigint", "late": "boolean"}
 
@@ -96,13 +95,6 @@ def _documents(draw: st.DrawFn) -> dict[str, Any]:
             document[name] = draw(_anything)
     document["at"] = draw(_times)
     return document
-
-
-@pytest.fixture(scope="module")
-def shared_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, SqliteLog]]:
-    path = tmp_path_factory.mktemp("small") / "log.db"
-    with SqliteLog(path, FAST) as log:
-        yield path, log
 
 
 def _same(small: Evaluated, duck: Evaluated) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from facta.views.arrow_parsing import ArrowFieldParser, parsed_column
 from facta.views.batch import Ints
 from facta.views.compile import CompiledView
 from facta.views.expressions import evaluator
@@ -68,15 +69,26 @@ def _enrich_sql(view: CompiledView) -> tuple[list[str], str]:
     return times, f"enriched AS ({body})"
 
 
-def build_sql(view: CompiledView) -> str:
-    """The one query that turns a page of raw events into typed, filtered, bucketed rows."""
+def build_sql(view: CompiledView, *, parsed: bool = False) -> str:
+    """The one query that turns a page of raw events into typed, filtered, bucketed rows.
+
+    With ``parsed``, the page also holds every declared field already typed by Arrow
+    (``arrow_parsing``, columns named by :func:`parsed_column`), none of them of a wrong
+    kind: the query takes them as they are instead of parsing the documents."""
     definition = view.definition
     typed_parts = []
     bad_parts = []
     for index, (name, declared) in enumerate(definition.fields.items()):
-        typed, bad = field_sql(name, declared, index)
+        if parsed:
+            typed, bad = f'"{parsed_column(index)}" AS "{name}"', f'false AS "__bad_{name}"'
+        else:
+            typed, bad = field_sql(name, declared, index)
         typed_parts.append(typed)
         bad_parts.append(bad)
+    values = "".join(f', "{parsed_column(i)}"' for i in range(len(definition.fields)))
+    fragments = (
+        "SELECT * FROM src" if parsed else f"SELECT *, {fragments_sql(definition.fields)} FROM src"
+    )
     times, enriched = _enrich_sql(view)
     extracts = [f'{sql} AS "{name}"' for name, sql in view.extract_sql.items()]
     keep = f"coalesce(({view.filter_sql}), false)" if view.filter_sql else "true"
@@ -93,10 +105,10 @@ WITH src AS (
     SELECT position AS _position, stream AS _stream, type AS _type, version AS _version,
            CAST(recorded_at AS TIMESTAMPTZ) AS _recorded_at,
            CAST(coalesce(metadata, '{{}}') AS JSON) AS _metadata,
-           data AS _data
+           data AS _data{values if parsed else ""}
     FROM page
 ), fragments AS (
-    SELECT *, {fragments_sql(definition.fields)} FROM src
+    {fragments}
 ), typed AS (
     SELECT _position, _stream, _type, _version, _recorded_at, _metadata
            {"".join(", " + p for p in typed_parts + bad_parts + times)}
@@ -156,12 +168,44 @@ def output_columns(view: CompiledView) -> list[str]:
     return columns
 
 
+# Builtins a view may use as they come from the log, renamed only.
+_PLAIN_BUILTINS: Final = {"_position": "position", "_stream": "stream", "_type": "type"}
+
+
+def _plain_columns(view: CompiledView) -> dict[str, str] | None:
+    """For a view whose query only renames and types (no filter, extraction, enrichment or
+    bucket computed per row), the page column behind each builtin it outputs; else None."""
+    definition = view.definition
+    if view.filter_sql or view.extract_sql or definition.enrich:
+        return None
+    if definition.bucket is not None and not buckets_by_value(view):
+        return None
+    plain: dict[str, str] = {}
+    for name in kept_columns(view):
+        if name in _PLAIN_BUILTINS:
+            plain[name] = _PLAIN_BUILTINS[name]
+        elif name not in definition.fields:
+            return None
+    return plain
+
+
 class Pipeline:
     """Evaluates pages of one view; holds one DuckDB connection and the view's query."""
 
-    def __init__(self, view: CompiledView, log_path: str | None = None) -> None:
+    def __init__(
+        self, view: CompiledView, log_path: str | None = None, *, arrow_parsing: bool = True
+    ) -> None:
         self.view = view
         self._sql = build_sql(view)
+        fields = view.definition.fields
+        self._arrow: ArrowFieldParser | None = None
+        if arrow_parsing and fields and ArrowFieldParser.handles(fields):
+            self._arrow = ArrowFieldParser(fields)
+            self._parsed_sql = build_sql(view, parsed=True)
+        self._plain = _plain_columns(view) if self._arrow is not None else None
+        # Pages whose fields Arrow typed, and pages the strict SQL parsed.
+        self.pages_parsed_by_arrow = 0
+        self.pages_parsed_by_sql = 0
         self._conn = evaluator()
         self._values_sql: str | None = None
         if buckets_by_value(view):
@@ -198,11 +242,49 @@ class Pipeline:
         return pa.concat_tables([first, second]), np.concatenate([first_failed, second_failed])
 
     def _query(self, page: pa.Table) -> pa.Table:
+        sql = self._sql
+        parsed = self._arrow.parse(page.column("data")) if self._arrow is not None else None
+        if parsed is not None and self._plain is not None:
+            self.pages_parsed_by_arrow += 1
+            return self._typed_rows(page, parsed, self._plain)
+        if parsed is not None:
+            for index, values in enumerate(parsed):
+                page = page.append_column(parsed_column(index), values)
+            sql = self._parsed_sql
+            self.pages_parsed_by_arrow += 1
+        else:
+            self.pages_parsed_by_sql += 1
         self._conn.register("page", page)
         try:
-            return self._conn.sql(self._sql).to_arrow_table()
+            return self._conn.sql(sql).to_arrow_table()
         finally:
             self._conn.unregister("page")
+
+    def _typed_rows(
+        self, page: pa.Table, parsed: list[pa.Array], plain: dict[str, str]
+    ) -> pa.Table:
+        """The query's result for a view without expressions, from Arrow's typed fields: the
+        same columns, every row kept, no value rejected. (DuckDB would only copy the strings
+        in and out: about 9 ms of a 50,000-event page's 50.)"""
+        fields = self.view.definition.fields
+        count = page.num_rows
+        values = dict(zip(fields, parsed, strict=True))
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        if self.view.definition.bucket is None:
+            columns[BUCKET] = pa.nulls(count, pa.int64())
+        for quoted in output_columns(self.view):
+            name = quoted.strip('"')
+            if name in plain:
+                columns[name] = page.column(plain[name])
+            elif name in values:
+                columns[name] = values[name]
+            elif name == KEEP:
+                columns[name] = pa.array(np.ones(count, dtype=np.bool_))
+            elif name.startswith("__bad_"):
+                columns[name] = pa.array(np.zeros(count, dtype=np.bool_))
+            else:
+                raise AssertionError(f"view {self.view.name!r}: no plain column for {name!r}")
+        return pa.table(columns)
 
     def evaluate(self, page: pa.Table) -> Evaluated:
         """Evaluate a page; with reference tables, in runs split at their events' positions."""
