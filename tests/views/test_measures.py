@@ -259,13 +259,24 @@ def test_a_commit_encodes_cells_as_their_states_dump_one_by_one() -> None:
     distinct = measures[kinds.index("distinct")]
     distinct.merge(per_measure[kinds.index("distinct")][1], per_measure[kinds.index("distinct")][0])
     cells = [list(states) for states in zip(*per_measure, strict=True)]
+
+    # What older files hold: kept distinct items as a sorted array, counted top-k items as a
+    # map in item order.
+    def as_stored(state: Any) -> Any:
+        if isinstance(state, set):
+            return sorted(state)
+        return dict(sorted(state.items())) if isinstance(state, dict) else state
+
     expected = [
-        msgspec.msgpack.encode([m.dump(s) for m, s in zip(measures, cell, strict=True)])
+        msgspec.msgpack.encode([as_stored(m.dump(s)) for m, s in zip(measures, cell, strict=True)])
         for cell in cells
     ]
     assert encode_cells(measures, cells) == expected
     assert len(expected) == 5
     assert encode_cells(measures, []) == []
+    kept = [m.dump(s) for m, s in zip(measures, cells[0], strict=True)]
+    assert any(isinstance(d, set) and len(d) > 1 for d in kept)
+    assert any(isinstance(d, dict) and len(d) > 1 for d in kept)
 
 
 def test_quantiles_stay_within_the_sketch_rank_error() -> None:

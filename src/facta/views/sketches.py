@@ -236,10 +236,10 @@ class TopKState:
         return int(self.sketch.get_lower_bound(item)), int(self.sketch.get_upper_bound(item))
 
     def dump(self) -> Any:
-        """For the store: the sketch's own binary format, or the counted items as a map in
-        item order (the same counts always give the same bytes)."""
+        """For the store: the sketch's own binary format, or the counted items as a map (the
+        store's encoder writes a map in item order, so the same counts give the same bytes)."""
         if self.sketch is None:
-            return dict(sorted(self.exact.items())) if self.exact else b""
+            return self.exact if self.exact else b""
         return bytes(self.sketch.serialize())
 
     def sketch_bytes(self) -> bytes:
@@ -368,11 +368,12 @@ class DistinctState:
         return 1.04 / math.sqrt(2**self.lg_k)
 
     def dump(self) -> Any:
-        """For the store: the sketch's compact binary format, or the kept items as a sorted
-        array (the same items always give the same bytes)."""
+        """For the store: the sketch's compact binary format, or the kept items as a set (the
+        store's encoder writes a set as a sorted array, so the same items give the same
+        bytes)."""
         sketch = self._settled()
         if sketch is None:
-            return sorted(self.exact) if self.exact else b""
+            return self.exact if self.exact else b""
         return bytes(sketch.serialize_compact())
 
     def sketch_bytes(self) -> bytes:
