@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from facta.log import SqliteLog
@@ -157,3 +158,29 @@ def test_coarse_groups_numbered_with_numpy_are_those_of_the_keys(
         mine = [parent_keys[p] for p in parent.tolist()]
         assert mine == [expected_keys[p] for p in expected.tolist()]
         assert len(mine) == len(keys) > 100
+
+
+def test_pages_with_their_texts_encoded_fold_into_the_same_cells(log_path: Path) -> None:
+    # A page worker with time to spare encodes a page's text columns (``texts_encoded``); the
+    # grouping, the pairs fed to top-k and distinct sketches, and so every cell are unchanged.
+    view = compile_view(load_definition("encoded", view_table("1d")))
+    evaluated = _page(log_path, view)
+    encoded = Pipeline.texts_encoded(evaluated)
+    assert pa.types.is_dictionary(encoded.rows.schema.field("tailnum").type)
+    rollups = Rollups(view)
+    plain_levels = prepare(view, evaluated, rollups).levels
+    encoded_levels = prepare(view, encoded, rollups).levels
+    compared = 0
+    for mine, theirs in zip(encoded_levels, plain_levels, strict=True):
+        assert (mine.target, mine.keys, mine.changed_at) == (
+            theirs.target,
+            theirs.keys,
+            theirs.changed_at,
+        )
+        my_cells, their_cells = _cells(view, mine), _cells(view, theirs)
+        for key, states in my_cells.items():
+            for index, measure in enumerate(view.measures):
+                where = f"{measure.name} in {mine.target or 'bucket'} cell {key}"
+                assert measure.dump(states[index]) == measure.dump(their_cells[key][index]), where
+            compared += 1
+    assert compared >= 6 * 100

@@ -116,3 +116,35 @@ def test_stopping_returns_while_the_queue_is_full() -> None:
     assert time.monotonic() - started < 1.0
     # Bounded: the worker reads at most a queue's worth plus the page it holds.
     assert reader.reads <= QUEUE_PAGES + 1
+
+
+def test_a_worker_ahead_of_the_engine_refines_the_pages_it_would_wait_with() -> None:
+    # Refining is work the engine would do itself: the worker does it only for a page that
+    # finds the queue full, and the pages still come in log order, each once.
+    def refine(evaluated: Evaluated) -> Evaluated:
+        rows = evaluated.rows
+        return Evaluated(
+            rows.append_column("refined", pa.array([True] * rows.num_rows)),
+            {},
+            evaluated.rejected_events,
+        )
+
+    ahead = PagesAhead(_Pages(1050), _evaluated, 100, refine)  # type: ignore[arg-type]
+    ahead.start(0, None)
+    try:
+        time.sleep(0.3)  # the engine is busy: the worker fills the queue, then waits
+        firsts, refined = [], []
+        while True:
+            page, evaluated = ahead.next()
+            assert evaluated is not None
+            firsts.append(page.after + 1)
+            refined.append("refined" in evaluated.rows.column_names)
+            if page.events.num_rows < 100:
+                break
+    finally:
+        ahead.stop()
+    assert firsts == list(range(1, 1052, 100))
+    # The first QUEUE_PAGES pages found room; the one after them found the queue full.
+    assert refined[:QUEUE_PAGES] == [False] * QUEUE_PAGES
+    assert refined[QUEUE_PAGES] is True
+    assert ahead.refined == sum(refined)

@@ -293,7 +293,9 @@ class ViewEngine:
     def _pages_ahead(self, until: int | None) -> int:
         # The worker only reads and evaluates (SQLite and DuckDB, which release the GIL); this
         # thread prepares and folds (numpy and sketches, which mostly hold it). See prefetch.
-        ahead = PagesAhead(self._reader, self._evaluate, self.settings.batch_size)
+        ahead = PagesAhead(
+            self._reader, self._evaluate, self.settings.batch_size, self._pipeline.texts_encoded
+        )
         ahead.start(self.checkpoint, until)
         total = 0
         self._commit_behind = True

@@ -31,7 +31,15 @@ def dims_text(values: Sequence[Any]) -> str:
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[Ints, list[Any]]:
+    """Each row's index in a list of the column's values (null among them, if present)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(array.type):  # encoded already, nulls masked: null gets a code
+        labels = array.dictionary.to_pylist()
+        indices = array.indices
+        if array.null_count:
+            indices = indices.fill_null(len(labels))
+            labels.append(None)
+        return indices.to_numpy(zero_copy_only=False).astype(np.int64), labels
     encoded = pc.dictionary_encode(array, null_encoding="encode")
     indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     return indices, encoded.dictionary.to_pylist()

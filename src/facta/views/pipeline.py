@@ -291,6 +291,17 @@ class Pipeline:
             rows = rows.filter(pa.array(~missing))
         return Evaluated(rows, {}, rejected_events)
 
+    @staticmethod
+    def texts_encoded(evaluated: Evaluated) -> Evaluated:
+        """The same rows with every text column dictionary-encoded, as grouping and the
+        sketches would encode them anyway: work a page thread can take over from the folding
+        thread when it has time to spare (see ``PagesAhead``)."""
+        rows = evaluated.rows
+        for index, field in enumerate(rows.schema):
+            if field.type == pa.string():
+                rows = rows.set_column(index, field.name, pc.dictionary_encode(rows.column(index)))
+        return dataclasses.replace(evaluated, rows=rows)
+
     def evaluate(self, page: pa.Table) -> Evaluated:
         """Evaluate a page; with reference tables, in runs split at their events' positions."""
         if not self.tables or page.num_rows == 0:

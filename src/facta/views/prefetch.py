@@ -74,16 +74,25 @@ def quick_handoff() -> Iterator[None]:
 
 
 class PagesAhead:
-    """A worker that reads and evaluates pages after a position, in order, until caught up."""
+    """A worker that reads and evaluates pages after a position, in order, until caught up.
+
+    When a page finds the queue full (the engine is the slower stage, as when it commits
+    every page), the worker first applies ``refine`` to it: work the engine would otherwise do
+    itself, such as encoding the text columns. A worker that is the slower stage (state kept
+    in memory) hands its pages over as they are: the engine does that work while it waits.
+    """
 
     def __init__(
         self,
         reader: LogReader,
         evaluate: Callable[[Page], Evaluated | None],
         batch_size: int,
+        refine: Callable[[Evaluated], Evaluated] | None = None,
     ) -> None:
         self._reader = reader
         self._evaluate = evaluate
+        self._refine = refine
+        self.refined = 0  # pages refined while the queue was full
         self._batch_size = batch_size
         self._queue: queue.Queue[tuple[Page, Evaluated | None] | BaseException] = queue.Queue(
             QUEUE_PAGES
@@ -103,11 +112,27 @@ class PagesAhead:
                 page = self._reader.read(after, self._batch_size, until=until)
                 rows = page.events.num_rows
                 evaluated = self._evaluate(page)
-                if not self._put((page, evaluated)) or rows < self._batch_size:
+                if not self._offer((page, evaluated)):
+                    # The engine is behind (the queue is full): spend the wait on work that
+                    # would otherwise be its own.
+                    if self._refine is not None and evaluated is not None:
+                        evaluated = self._refine(evaluated)
+                        self.refined += 1
+                    if not self._put((page, evaluated)):
+                        return
+                if rows < self._batch_size:
                     return
                 after = page.scanned
         except BaseException as exc:  # handed to the engine's thread, which raises it
             self._put(exc)
+
+    def _offer(self, item: tuple[Page, Evaluated | None]) -> bool:
+        """Queue ``item`` if there is room now."""
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
 
     def _put(self, item: tuple[Page, Evaluated | None] | BaseException) -> bool:
         while not self._stopped.is_set():
