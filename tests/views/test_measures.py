@@ -309,3 +309,37 @@ def test_integral_floats_and_ints_are_the_same_sketch_item() -> None:
     distinct = make_measure("d", "distinct", ("x",))
     state = fold(distinct, Column.objects([1, 1.0, "1", 2.5]), [0, 0, 0, 0])[0]
     assert distinct.finalize(state)["d"] == 2
+
+
+def test_sketch_measures_dump_many_states_as_each_dumps_itself() -> None:
+    # dump_many skips the call for states that keep their inputs; sketched states, a distinct
+    # state with an open union and empty states take the call.
+    quantiles, top, distinct = (
+        make_measure("q", "quantiles", ("x",)),
+        make_measure("t", "top_k", ("x",)),
+        make_measure("d", "distinct", ("x",)),
+    )
+    many = [f"item{i}" for i in range(300)]
+    exact_q, sketched_q, empty_q = quantiles.new(), quantiles.new(), quantiles.new()
+    exact_q.add(np.arange(5, dtype="<f8").tobytes())
+    sketched_q.add(np.arange(500, dtype="<f8").tobytes())
+    exact_t, sketched_t = top.new(), top.new()
+    exact_t.add(["a", "b"], [2, 1])
+    sketched_t.add(many, [1] * len(many))
+    exact_d, sketched_d, merged_d = distinct.new(), distinct.new(), distinct.new()
+    exact_d.add(["a", "b"])
+    sketched_d.add(many)
+    merged_d.add(many[:100])
+    other = distinct.new()
+    other.add(many[100:])
+    distinct.merge(merged_d, other)
+    cases = [
+        (quantiles, [exact_q, sketched_q, empty_q]),
+        (top, [exact_t, sketched_t, top.new()]),
+        (distinct, [exact_d, sketched_d, merged_d, distinct.new()]),
+    ]
+    for measure, states in cases:
+        expected = [msgspec.msgpack.encode(measure.dump(s)) for s in states]
+        found = [msgspec.msgpack.encode(d) for d in measure.dump_many(states)]
+        assert found == expected, measure.kind
+        assert {type(d) for d in measure.dump_many(states)} >= {bytes}, measure.kind

@@ -485,6 +485,9 @@ class Quantiles(SketchMeasure):
         types[f"{self.name}_n"] = pa.int64()
         return types
 
+    def dump_many(self, states: Sequence[Any]) -> list[Any]:
+        return QuantileState.dump_all(states)
+
     def load(self, raw: Any) -> QuantileState:
         return QuantileState.load(self.k, raw)
 
@@ -539,6 +542,9 @@ class TopK(SketchMeasure):
     def output_types(self) -> dict[str, pa.DataType]:
         return {self.name: pa.list_(FREQUENT_ITEM), f"{self.name}_n": pa.int64()}
 
+    def dump_many(self, states: Sequence[Any]) -> list[Any]:
+        return TopKState.dump_all(states)
+
     def load(self, raw: Any) -> TopKState:
         return TopKState.load(self.lg_max_map, raw)
 
@@ -578,6 +584,9 @@ class Distinct(SketchMeasure):
             f"{self.name}_lower": pa.float64(),
             f"{self.name}_upper": pa.float64(),
         }
+
+    def dump_many(self, states: Sequence[Any]) -> list[Any]:
+        return DistinctState.dump_all(states)
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, raw)

@@ -129,6 +129,16 @@ class QuantileState:
             return msgspec.msgpack.Ext(EXACT_VALUES_EXT, self.exact) if self.exact else b""
         return bytes(self.sketch.serialize())
 
+    @staticmethod
+    def dump_all(states: Sequence[QuantileState]) -> list[Any]:
+        """``[s.dump() for s in states]``, without a call for each state keeping its values
+        (most of a commit's cells)."""
+        ext = msgspec.msgpack.Ext
+        return [
+            ext(EXACT_VALUES_EXT, s.exact) if s.sketch is None and s.exact else s.dump()
+            for s in states
+        ]
+
     def sketch_bytes(self) -> bytes:
         """The state in the KLL binary format, whichever way it is kept (empty: ``b""``)."""
         if self.n == 0:
@@ -241,6 +251,11 @@ class TopKState:
         if self.sketch is None:
             return self.exact if self.exact else b""
         return bytes(self.sketch.serialize())
+
+    @staticmethod
+    def dump_all(states: Sequence[TopKState]) -> list[Any]:
+        """``[s.dump() for s in states]``, without a call for each state counting exactly."""
+        return [s.exact if s.sketch is None and s.exact else s.dump() for s in states]
 
     def sketch_bytes(self) -> bytes:
         """The state in the frequent-items binary format, whichever way it is kept (a copy is
@@ -375,6 +390,14 @@ class DistinctState:
         if sketch is None:
             return self.exact if self.exact else b""
         return bytes(sketch.serialize_compact())
+
+    @staticmethod
+    def dump_all(states: Sequence[DistinctState]) -> list[Any]:
+        """``[s.dump() for s in states]``, without a call for each state keeping its items."""
+        return [
+            s.exact if s.sketch is None and s.union is None and s.exact else s.dump()
+            for s in states
+        ]
 
     def sketch_bytes(self) -> bytes:
         """The state in the HLL binary format, whichever way it is kept (empty: ``b""``)."""
