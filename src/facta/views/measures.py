@@ -421,13 +421,14 @@ def quantile_label(q: float) -> str:
 
 
 class SketchMeasure(Measure):
-    """A measure whose state wraps a sketch that serialises itself (``state.dump()``)."""
+    """A measure whose state wraps a sketch that serialises itself (``state.dump()``, and
+    ``dump_all`` for many states of its class)."""
 
     def dump(self, state: Any) -> Any:
         return state.dump()
 
     def dump_many(self, states: Sequence[Any]) -> list[Any]:
-        return [state.dump() for state in states]
+        return states[0].dump_all(states) if states else []
 
 
 class Quantiles(SketchMeasure):
@@ -485,9 +486,6 @@ class Quantiles(SketchMeasure):
         types[f"{self.name}_n"] = pa.int64()
         return types
 
-    def dump_many(self, states: Sequence[Any]) -> list[Any]:
-        return QuantileState.dump_all(states)
-
     def load(self, raw: Any) -> QuantileState:
         return QuantileState.load(self.k, raw)
 
@@ -542,9 +540,6 @@ class TopK(SketchMeasure):
     def output_types(self) -> dict[str, pa.DataType]:
         return {self.name: pa.list_(FREQUENT_ITEM), f"{self.name}_n": pa.int64()}
 
-    def dump_many(self, states: Sequence[Any]) -> list[Any]:
-        return TopKState.dump_all(states)
-
     def load(self, raw: Any) -> TopKState:
         return TopKState.load(self.lg_max_map, raw)
 
@@ -584,9 +579,6 @@ class Distinct(SketchMeasure):
             f"{self.name}_lower": pa.float64(),
             f"{self.name}_upper": pa.float64(),
         }
-
-    def dump_many(self, states: Sequence[Any]) -> list[Any]:
-        return DistinctState.dump_all(states)
 
     def load(self, raw: Any) -> DistinctState:
         return DistinctState.load(self.lg_k, raw)

@@ -229,35 +229,25 @@ class Pipeline:
             table.fetch(checkpoint)
             table.apply_before(checkpoint + 1)
 
-    def _run(self, page: pa.Table, *, arrow: bool = True) -> tuple[pa.Table, Ints]:
-        """Evaluate a page; rows whose expressions raise are split off and returned apart.
+    def _run(self, page: pa.Table, sql: str) -> tuple[pa.Table, Ints]:
+        """Evaluate a page with ``sql``; rows whose expressions raise are split off and
+        returned apart.
 
         An expression that fails on one event (a CAST of bad text) must not stall the view: the
         page is halved until the failing events stand alone, and those become rejected events.
         """
         try:
-            return self._query(page, arrow=arrow), np.zeros(0, np.int64)
+            return self._query(page, sql), np.zeros(0, np.int64)
         except duckdb.Error:
             if page.num_rows <= 1:
                 failed = np.asarray(page.column("position").to_numpy(), dtype=np.int64)
-                return self._query(page.slice(0, 0), arrow=arrow), failed
+                return self._query(page.slice(0, 0), sql), failed
         middle = page.num_rows // 2
-        first, first_failed = self._run(page.slice(0, middle), arrow=arrow)
-        second, second_failed = self._run(page.slice(middle), arrow=arrow)
+        first, first_failed = self._run(page.slice(0, middle), sql)
+        second, second_failed = self._run(page.slice(middle), sql)
         return pa.concat_tables([first, second]), np.concatenate([first_failed, second_failed])
 
-    def _query(self, page: pa.Table, *, arrow: bool = True) -> pa.Table:
-        sql = self._sql
-        parsed = None
-        if arrow and self._arrow is not None:
-            parsed = self._arrow.parse(page.column("data"))
-        if parsed is not None:
-            for index, values in enumerate(parsed):
-                page = page.append_column(parsed_column(index), values)
-            sql = self._parsed_sql
-            self.pages_parsed_by_arrow += 1
-        else:
-            self.pages_parsed_by_sql += 1
+    def _query(self, page: pa.Table, sql: str) -> pa.Table:
         self._conn.register("page", page)
         try:
             return self._conn.sql(sql).to_arrow_table()
@@ -346,14 +336,21 @@ class Pipeline:
         return starts.take(encoded.indices)
 
     def _evaluate(self, page: pa.Table) -> Evaluated:
-        arrow = True
-        if self._plain is not None and self._arrow is not None:
-            parsed = self._arrow.parse(page.column("data"))
-            if parsed is not None:
-                self.pages_parsed_by_arrow += 1
-                return self._typed(page, parsed, self._plain)
-            arrow = False  # refused: the strict SQL says which values are wrong
-        result, failed = self._run(page, arrow=arrow)
+        # Arrow types the fields once; a page it refuses goes to the strict SQL, which says
+        # which values are wrong. The typed columns ride along in the page, so the halves of
+        # a page split by a failing expression (``_run``) are not parsed again.
+        parsed = self._arrow.parse(page.column("data")) if self._arrow is not None else None
+        if parsed is None:
+            self.pages_parsed_by_sql += 1
+            result, failed = self._run(page, self._sql)
+        elif self._plain is not None:
+            self.pages_parsed_by_arrow += 1
+            return self._typed(page, parsed, self._plain)
+        else:
+            self.pages_parsed_by_arrow += 1
+            for index, values in enumerate(parsed):
+                page = page.append_column(parsed_column(index), values)
+            result, failed = self._run(page, self._parsed_sql)
         bucket = self.view.definition.bucket
         if self._values_sql is not None and bucket is not None:
             result = result.append_column(BUCKET, self._buckets(result.column(bucket.field)))

@@ -125,17 +125,16 @@ class QuantileState:
     def dump(self) -> Any:
         """For the store: the sketch's own binary format, or the kept values as a msgpack
         extension (``EXACT_VALUES_EXT``)."""
-        if self.sketch is None:
-            return msgspec.msgpack.Ext(EXACT_VALUES_EXT, self.exact) if self.exact else b""
-        return bytes(self.sketch.serialize())
+        return self.dump_all((self,))[0]
 
     @staticmethod
     def dump_all(states: Sequence[QuantileState]) -> list[Any]:
-        """``[s.dump() for s in states]``, without a call for each state keeping its values
-        (most of a commit's cells)."""
+        """Each state's ``dump``, in one pass over a commit's states (no call per state)."""
         ext = msgspec.msgpack.Ext
         return [
-            ext(EXACT_VALUES_EXT, s.exact) if s.sketch is None and s.exact else s.dump()
+            (ext(EXACT_VALUES_EXT, s.exact) if s.exact else b"")
+            if s.sketch is None
+            else bytes(s.sketch.serialize())
             for s in states
         ]
 
@@ -248,14 +247,14 @@ class TopKState:
     def dump(self) -> Any:
         """For the store: the sketch's own binary format, or the counted items as a map (the
         store's encoder writes a map in item order, so the same counts give the same bytes)."""
-        if self.sketch is None:
-            return self.exact if self.exact else b""
-        return bytes(self.sketch.serialize())
+        return self.dump_all((self,))[0]
 
     @staticmethod
     def dump_all(states: Sequence[TopKState]) -> list[Any]:
-        """``[s.dump() for s in states]``, without a call for each state counting exactly."""
-        return [s.exact if s.sketch is None and s.exact else s.dump() for s in states]
+        """Each state's ``dump``, in one pass over a commit's states (no call per state)."""
+        return [
+            (s.exact or b"") if s.sketch is None else bytes(s.sketch.serialize()) for s in states
+        ]
 
     def sketch_bytes(self) -> bytes:
         """The state in the frequent-items binary format, whichever way it is kept (a copy is
@@ -386,16 +385,16 @@ class DistinctState:
         """For the store: the sketch's compact binary format, or the kept items as a set (the
         store's encoder writes a set as a sorted array, so the same items give the same
         bytes)."""
-        sketch = self._settled()
-        if sketch is None:
-            return self.exact if self.exact else b""
-        return bytes(sketch.serialize_compact())
+        return self.dump_all((self,))[0]
 
     @staticmethod
     def dump_all(states: Sequence[DistinctState]) -> list[Any]:
-        """``[s.dump() for s in states]``, without a call for each state keeping its items."""
+        """Each state's ``dump``, in one pass over a commit's states (no call per state that
+        keeps its items; a sketched one is settled first)."""
         return [
-            s.exact if s.sketch is None and s.union is None and s.exact else s.dump()
+            (s.exact or b"")
+            if s.sketch is None and s.union is None
+            else bytes(s._settled().serialize_compact())
             for s in states
         ]
 
